@@ -1,0 +1,350 @@
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::future::BoxFuture;
+use tower::{Service, ServiceExt};
+use vantage_core::{Result, VantageError};
+use vantage_types::Record;
+
+use super::backend::{Cache, CachedRows};
+use super::slot::SlotKeys;
+use crate::request::{Request, Response, Rows, Value};
+
+/// State shared by every clone of one [`CacheLayer`](super::CacheLayer) and
+/// the services it built.
+pub(crate) struct Shared {
+    pub(crate) cache: Arc<dyn Cache>,
+    pub(crate) keys: SlotKeys,
+    /// Bumped on every invalidation this stack makes; a fill that saw another
+    /// value before asking the master does not install its rows.
+    epoch: AtomicU64,
+    /// Set while the last invalidation failed: the backend may still hold
+    /// slots older than an acknowledged write, so reads bypass it until an
+    /// invalidation succeeds.
+    poisoned: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn new(cache: Arc<dyn Cache>, keys: SlotKeys) -> Self {
+        Self {
+            cache,
+            keys,
+            epoch: AtomicU64::new(0),
+            poisoned: AtomicBool::new(false),
+        }
+    }
+
+    /// Drop every slot of this cache_key. If the backend fails, the cache_key
+    /// is poisoned: reads bypass the backend until an invalidation succeeds.
+    async fn invalidate(&self) -> Result<()> {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        match self.cache.invalidate_prefix(self.keys.prefix()).await {
+            Ok(()) => {
+                self.poisoned.store(false, Ordering::Release);
+                Ok(())
+            }
+            Err(error) => {
+                self.poisoned.store(true, Ordering::Release);
+                Err(error)
+            }
+        }
+    }
+
+    /// Whether the backend can be trusted for reads: not poisoned, or the
+    /// retried invalidation now succeeded.
+    async fn usable(&self) -> bool {
+        if !self.poisoned.load(Ordering::Acquire) {
+            return true;
+        }
+        match self.invalidate().await {
+            Ok(()) => {
+                tracing::info!(cache_key = self.keys.cache_key(), "cache invalidation recovered");
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// The service [`CacheLayer`](super::CacheLayer) builds: reads are served from
+/// the cache or fill it; successful writes invalidate the cache_key.
+///
+/// See the [module docs](super) for what is cached and what is guaranteed.
+pub struct CacheService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S: Clone> Clone for CacheService<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S> CacheService<S> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
+    }
+
+    /// The cache_key this service caches under.
+    pub fn cache_key(&self) -> &str {
+        self.shared.keys.cache_key()
+    }
+
+    /// The slot keys of this service's cache_key.
+    pub fn slot_keys(&self) -> &SlotKeys {
+        &self.shared.keys
+    }
+
+    /// The cache backend.
+    pub fn cache(&self) -> &Arc<dyn Cache> {
+        &self.shared.cache
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming this one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for CacheService<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CacheService")
+            .field("cache_key", &self.shared.keys.cache_key())
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+/// Which kind of slot a read fills, and how its response maps to rows.
+#[derive(Clone, Copy)]
+enum SlotKind {
+    List,
+    Row,
+    Count,
+}
+
+/// The id under which a count slot keeps its one row.
+const COUNT_ROW: &str = "count";
+
+impl SlotKind {
+    /// The rows to store for `response`, or `None` if it is not cached (a
+    /// missing row is not cached: the next read asks again).
+    fn to_rows(self, response: &Response) -> Option<Rows> {
+        match (self, response) {
+            (SlotKind::List, Response::Rows(rows)) => Some(rows.clone()),
+            (SlotKind::Row, Response::Row(Some(record))) => {
+                let mut rows = Rows::with_capacity(1);
+                // The id is the slot's; the row is stored under a fixed id.
+                rows.insert(String::new(), record.clone());
+                Some(rows)
+            }
+            (SlotKind::Count, Response::Count(n)) => {
+                let mut record = Record::with_capacity(1);
+                record.insert(COUNT_ROW.to_string(), Value::Integer((*n).into()));
+                let mut rows = Rows::with_capacity(1);
+                rows.insert(COUNT_ROW.to_string(), record);
+                Some(rows)
+            }
+            _ => None,
+        }
+    }
+
+    /// The response a cached slot answers with, or `None` if the slot does not
+    /// have this kind's shape (then it is treated as a miss).
+    fn from_rows(self, rows: Rows) -> Option<Response> {
+        match self {
+            SlotKind::List => Some(Response::Rows(rows)),
+            SlotKind::Row => {
+                let (_, record) = rows.into_iter().next()?;
+                Some(Response::Row(Some(record)))
+            }
+            SlotKind::Count => {
+                let record = rows.get(COUNT_ROW)?;
+                match record.get(COUNT_ROW)? {
+                    Value::Integer(n) => i64::try_from(*n).ok().map(Response::Count),
+                    _ => None,
+                }
+            }
+        }
+    }
+}
+
+impl<S> Service<Request> for CacheService<S>
+where
+    S: Service<Request, Response = Response, Error = VantageError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = VantageError;
+    type Future = BoxFuture<'static, Result<Response>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // Take the service that was driven to readiness; leave a clone behind.
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+
+        let slot = match &request {
+            Request::List(view) if view.is_cacheable() => {
+                Some((SlotKind::List, shared.keys.list(view)))
+            }
+            Request::Get { view, id } if view.is_cacheable() => {
+                Some((SlotKind::Row, shared.keys.id(view, id)))
+            }
+            Request::Count(view) if view.is_cacheable() => {
+                Some((SlotKind::Count, shared.keys.count(view)))
+            }
+            Request::Write(_) => {
+                return Box::pin(write_through(inner, shared, request));
+            }
+            Request::List(_) | Request::Get { .. } | Request::Count(_) => {
+                tracing::debug!(
+                    cache_key = shared.keys.cache_key(),
+                    op = request.op(),
+                    outcome = "bypass",
+                    "opaque view: not cached"
+                );
+                None
+            }
+            _ => None,
+        };
+        match slot {
+            Some((kind, key)) => Box::pin(read_through(inner, shared, request, kind, key)),
+            None => {
+                let mut inner = inner;
+                Box::pin(async move { inner.call(request).await })
+            }
+        }
+    }
+}
+
+async fn read_through<S>(
+    inner: S,
+    shared: Arc<Shared>,
+    request: Request,
+    kind: SlotKind,
+    key: String,
+) -> Result<Response>
+where
+    S: Service<Request, Response = Response, Error = VantageError>,
+{
+    let cache_key = shared.keys.cache_key();
+    if !shared.usable().await {
+        tracing::warn!(
+            cache_key,
+            slot = %key,
+            outcome = "bypass",
+            "cache invalidation is failing; reading the master without the cache"
+        );
+        return inner.oneshot(request).await;
+    }
+    match shared.cache.get(&key).await {
+        Ok(Some(cached)) => match kind.from_rows(cached.rows) {
+            Some(response) => {
+                tracing::debug!(cache_key, slot = %key, outcome = "hit");
+                return Ok(response);
+            }
+            None => tracing::warn!(
+                cache_key,
+                slot = %key,
+                outcome = "miss",
+                "cached slot has the wrong shape; reading the master"
+            ),
+        },
+        Ok(None) => tracing::debug!(cache_key, slot = %key, outcome = "miss"),
+        Err(error) => tracing::warn!(
+            cache_key,
+            slot = %key,
+            outcome = "miss",
+            %error,
+            "cache lookup failed; reading the master"
+        ),
+    }
+
+    // Fence the fill: note where invalidations stand before asking the master.
+    let epoch = shared.epoch.load(Ordering::Acquire);
+    let generation = match shared.cache.generation(&key).await {
+        Ok(g) => Some(g),
+        Err(error) => {
+            tracing::warn!(cache_key, slot = %key, %error, "cache generation unavailable; not filling");
+            None
+        }
+    };
+
+    let response = inner.oneshot(request).await?;
+
+    let (Some(generation), Some(rows)) = (generation, kind.to_rows(&response)) else {
+        return Ok(response);
+    };
+    if shared.epoch.load(Ordering::Acquire) != epoch {
+        tracing::debug!(cache_key, slot = %key, "invalidated while reading; not filling");
+        return Ok(response);
+    }
+    match shared
+        .cache
+        .put_if_generation(&key, CachedRows::new(rows), generation)
+        .await
+    {
+        Ok(true) => {
+            tracing::debug!(cache_key, slot = %key, outcome = "populated");
+            // An invalidation of this stack may have slipped in between the
+            // check above and the store; if so, the slot may hold old rows.
+            if shared.epoch.load(Ordering::Acquire) != epoch {
+                if let Err(error) = shared.cache.invalidate_prefix(&key).await {
+                    tracing::warn!(cache_key, slot = %key, %error, "could not drop a racing fill");
+                }
+            }
+        }
+        Ok(false) => {
+            tracing::debug!(cache_key, slot = %key, "invalidated while reading; not filling")
+        }
+        Err(error) => tracing::warn!(
+            cache_key,
+            slot = %key,
+            %error,
+            "cache store failed; served the master's rows"
+        ),
+    }
+    Ok(response)
+}
+
+async fn write_through<S>(inner: S, shared: Arc<Shared>, request: Request) -> Result<Response>
+where
+    S: Service<Request, Response = Response, Error = VantageError>,
+{
+    let response = inner.oneshot(request).await?;
+    if let Err(error) = shared.invalidate().await {
+        tracing::warn!(
+            cache_key = shared.keys.cache_key(),
+            %error,
+            "write succeeded but invalidating the cache failed; \
+             reads bypass the cache until an invalidation succeeds"
+        );
+    } else {
+        tracing::debug!(
+            cache_key = shared.keys.cache_key(),
+            outcome = "invalidated"
+        );
+    }
+    Ok(response)
+}

@@ -1,0 +1,34 @@
+//! tower middleware for [vantage-live](https://docs.rs/vantage-live): the
+//! request vocabulary, the service over an `AnyTable`, and the layers that
+//! stack in front of it.
+//!
+//! Reads and writes are [`Request`]s answered by [`Response`]s. The innermost
+//! [`TableService`] runs them against a Vantage `AnyTable`; layers add
+//! behaviour in front of it:
+//!
+//! - [`CacheLayer`]: reads served from a [`Cache`], writes invalidate it.
+//!
+//! Each layer stands alone; compose them with `tower::ServiceBuilder`.
+//!
+//! ```
+//! # use std::sync::Arc;
+//! # use vantage_live_layers::{CacheLayer, NoCache, Request, TableService, View};
+//! # async fn demo(master: vantage_table::any::AnyTable) -> vantage_core::Result<()> {
+//! use tower::{ServiceBuilder, ServiceExt};
+//! let stack = ServiceBuilder::new()
+//!     .layer(CacheLayer::new(Arc::new(NoCache), "clients"))
+//!     .service(TableService::new(master));
+//! let count = stack.oneshot(Request::Count(View::new())).await?.into_count()?;
+//! # let _ = count; Ok(()) }
+//! ```
+
+#![warn(missing_docs, missing_debug_implementations)]
+#![forbid(unsafe_code)]
+
+pub mod cache;
+pub mod request;
+pub mod table;
+
+pub use cache::{Cache, CacheLayer, CacheService, CachedRows, NoCache, SlotKeys};
+pub use request::{Request, Response, Rows, Value, View, WriteRequest};
+pub use table::{uuid_v7_id, IdGenerator, TableService};
