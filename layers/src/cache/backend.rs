@@ -144,7 +144,12 @@ pub trait Cache: Send + Sync {
     /// atomic with respect to `invalidate_prefix`.
     ///
     /// The default stores unconditionally.
-    async fn put_if_generation(&self, key: &str, rows: CachedRows, generation: u64) -> Result<bool> {
+    async fn put_if_generation(
+        &self,
+        key: &str,
+        rows: CachedRows,
+        generation: u64,
+    ) -> Result<bool> {
         let _ = generation;
         self.put(key, rows).await?;
         Ok(true)

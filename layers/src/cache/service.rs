@@ -60,7 +60,10 @@ impl Shared {
         }
         match self.invalidate().await {
             Ok(()) => {
-                tracing::info!(cache_key = self.keys.cache_key(), "cache invalidation recovered");
+                tracing::info!(
+                    cache_key = self.keys.cache_key(),
+                    "cache invalidation recovered"
+                );
                 true
             }
             Err(_) => false,
@@ -341,10 +344,7 @@ where
              reads bypass the cache until an invalidation succeeds"
         );
     } else {
-        tracing::debug!(
-            cache_key = shared.keys.cache_key(),
-            outcome = "invalidated"
-        );
+        tracing::debug!(cache_key = shared.keys.cache_key(), outcome = "invalidated");
     }
     Ok(response)
 }

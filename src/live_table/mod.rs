@@ -1,0 +1,285 @@
+//! [`LiveTable`]: an `AnyTable` with a cache in front, as a tower stack.
+
+mod table_like;
+mod value_set;
+
+use std::fmt;
+use std::sync::Arc;
+
+use tower::{Layer, ServiceExt};
+use vantage_core::Result;
+use vantage_live_layers::{
+    Cache, CacheLayer, CacheService, IdGenerator, Request, Response, SlotKeys, TableService, View,
+};
+use vantage_table::any::AnyTable;
+use vantage_table::pagination::Pagination;
+use vantage_table::traits::table_like::TableLike;
+
+/// The stack a [`LiveTable`] runs its requests through, outermost first.
+///
+/// Order matters: the cache layer sits directly on the table service so that
+/// a write's invalidation is part of the write itself.
+pub type LiveStack = CacheService<TableService>;
+
+/// A table with a cache in front: reads come from the cache when they can and
+/// fill it when they cannot, writes go to the master and drop the cache_key.
+///
+/// `LiveTable` implements the value-set traits (`ReadableValueSet`,
+/// `WritableValueSet`, `InsertableValueSet`, and so `ActiveRecordSet`) and
+/// `TableLike`, so `AnyTable::from_table_like(live)` puts it anywhere an
+/// `AnyTable` goes; generic code cannot tell it from the master.
+///
+/// # What is cached
+///
+/// Each view has its own slot under the cache_key: every page at every page
+/// size, the unpaginated list, each id, and the count. Equality conditions
+/// (`add_condition_eq`) are forwarded to the master and, if it accepts them,
+/// become part of the slot, so a conditioned view is cached apart. Opaque
+/// conditions (`add_condition`, `temp_add_condition`) are forwarded too, but
+/// the cache cannot see into them: the LiveTable then reads the master every
+/// time (with a `warn!`). To cache a conditioned view, the usual way is to
+/// condition the concrete table before wrapping it and give that view its own
+/// cache_key:
+///
+/// ```ignore
+/// let marty = clients_table.with_condition(clients_table.name().eq("Marty"));
+/// let live = LiveTable::new(AnyTable::from_table(marty), "clients/name=Marty", cache);
+/// ```
+///
+/// `get_some_value` always reads the master.
+///
+/// # Guarantees
+///
+/// - A write that succeeds drops every slot of the cache_key before it
+///   returns; a read issued afterwards never sees a pre-write slot. A write
+///   that fails leaves the cache as it was.
+/// - A read that missed and overlapped an invalidation does not install the
+///   rows it fetched (they may predate the write).
+/// - The cache is disposable: a failing cache costs speed, never data and
+///   never a wrong answer (see [`CacheLayer`]).
+///
+/// # Cloning
+///
+/// Clones share the stack, the cache and the master, and each has its own
+/// view: setting pagination or conditions on one clone does not change
+/// another.
+#[derive(Clone)]
+pub struct LiveTable {
+    shared: Arc<Shared>,
+    pagination: Option<Pagination>,
+    view: View,
+    /// The master with this view's opaque conditions, if any were added.
+    opaque: Option<Opaque>,
+}
+
+#[derive(Clone)]
+struct Opaque {
+    table: AnyTable,
+    permanent: bool,
+    temporary: usize,
+}
+
+struct Shared {
+    config: Config,
+    keys: SlotKeys,
+    stack: LiveStack,
+}
+
+#[derive(Clone)]
+struct Config {
+    master: AnyTable,
+    cache_key: String,
+    cache: Arc<dyn Cache>,
+    master_ipp: Option<i64>,
+    write_target: Option<AnyTable>,
+    ids: Option<IdGenerator>,
+}
+
+impl Config {
+    fn build(self) -> Shared {
+        let mut table = TableService::new(self.master.clone());
+        if let Some(target) = &self.write_target {
+            table = table.with_write_target(target.clone());
+        }
+        if let Some(ids) = &self.ids {
+            table = table.with_id_generator(ids.clone());
+        }
+        let cache = CacheLayer::new(self.cache.clone(), self.cache_key.clone());
+        Shared {
+            keys: cache.slot_keys().clone(),
+            stack: cache.layer(table),
+            config: self,
+        }
+    }
+}
+
+impl LiveTable {
+    /// Wrap `master` with `cache`, caching under `cache_key`.
+    ///
+    /// The cache_key is the caller's to choose and own: LiveTables that share
+    /// a cache and a cache_key share slots and invalidations, so give each
+    /// distinct view of data its own key. Any text works.
+    ///
+    /// The LiveTable starts with the master's current pagination.
+    pub fn new(master: AnyTable, cache_key: impl Into<String>, cache: Arc<dyn Cache>) -> Self {
+        let pagination = master.get_pagination().copied();
+        let config = Config {
+            master,
+            cache_key: cache_key.into(),
+            cache,
+            master_ipp: None,
+            write_target: None,
+            ids: None,
+        };
+        tracing::info!(cache_key = %config.cache_key, "LiveTable constructed");
+        Self {
+            shared: Arc::new(config.build()),
+            pagination,
+            view: View::new().with_pagination(pagination),
+            opaque: None,
+        }
+    }
+
+    fn rebuild(mut self, change: impl FnOnce(&mut Config)) -> Self {
+        let mut config = self.shared.config.clone();
+        change(&mut config);
+        self.shared = Arc::new(config.build());
+        self
+    }
+
+    /// Record the master's items per page. It is set once: changing it would
+    /// invalidate every cached page, so make a new LiveTable instead.
+    ///
+    /// Stored for callers and future multi-page reads; reads do not use it
+    /// yet (keep the UI's page size at or below the master's).
+    pub fn with_master_ipp(self, ipp: i64) -> Self {
+        self.rebuild(|c| c.master_ipp = Some(ipp))
+    }
+
+    /// Send writes to `target` instead of the master; reads stay on the
+    /// master.
+    ///
+    /// A successful write still invalidates this LiveTable's own cache_key:
+    /// the target commonly feeds the master (a review queue merged into it, a
+    /// trigger), so rows read before the write may be stale after it, and
+    /// dropping slots only ever costs a re-read.
+    pub fn with_custom_write_target(self, target: AnyTable) -> Self {
+        self.rebuild(|c| c.write_target = Some(target))
+    }
+
+    /// Generate the ids of `insert_return_id_value` with `ids`.
+    ///
+    /// `AnyTable` has no insert-returning-id call, so the LiveTable makes the
+    /// id and inserts the row under it. By default ids are UUID v7 text
+    /// (time-ordered, unique without a round trip); supply a generator when
+    /// the master's ids must follow another format.
+    pub fn with_id_generator(self, ids: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        let ids: IdGenerator = Arc::new(ids);
+        self.rebuild(|c| c.ids = Some(ids))
+    }
+
+    /// The master's items per page, as given to [`LiveTable::with_master_ipp`].
+    pub fn master_ipp(&self) -> Option<i64> {
+        self.shared.config.master_ipp
+    }
+
+    /// The cache_key this LiveTable caches under.
+    pub fn cache_key(&self) -> &str {
+        &self.shared.config.cache_key
+    }
+
+    /// The cache backend.
+    pub fn cache(&self) -> &Arc<dyn Cache> {
+        &self.shared.config.cache
+    }
+
+    /// The master table.
+    pub fn master(&self) -> &AnyTable {
+        &self.shared.config.master
+    }
+
+    /// Whether reads of the current view can be served from the cache (no
+    /// opaque conditions are set).
+    pub fn is_cacheable(&self) -> bool {
+        self.view.is_cacheable()
+    }
+
+    /// The cache slot key of the current view's list at `pagination` (`None`:
+    /// the unpaginated list). For debugging and tests.
+    pub fn page_cache_key(&self, pagination: impl Into<Option<Pagination>>) -> String {
+        self.shared
+            .keys
+            .list(&self.view.clone().with_pagination(pagination.into()))
+    }
+
+    /// The cache slot key of row `id` in the current view. For debugging and
+    /// tests.
+    pub fn id_cache_key(&self, id: &str) -> String {
+        self.shared.keys.id(&self.view, id)
+    }
+
+    /// The cache slot key of the current view's count. For debugging and
+    /// tests.
+    pub fn count_cache_key(&self) -> String {
+        self.shared.keys.count(&self.view)
+    }
+
+    /// Run one request through the stack.
+    async fn call(&self, request: Request) -> Result<Response> {
+        self.shared.stack.clone().oneshot(request).await
+    }
+
+    /// The master with this view's conditions applied (for metadata calls
+    /// such as `get_ref` that need a real table).
+    fn view_table(&self) -> Result<AnyTable> {
+        let mut table = match &self.opaque {
+            Some(o) => o.table.clone(),
+            None => self.shared.config.master.clone(),
+        };
+        for (field, value) in self.view.eq_conditions() {
+            table.add_condition_eq(field, value)?;
+        }
+        table.set_pagination(self.pagination);
+        Ok(table)
+    }
+
+    fn set_opaque(&mut self, opaque: Option<Opaque>) {
+        let mut view = View::new().with_pagination(self.pagination);
+        for (field, value) in self.view.eq_conditions() {
+            view = view.with_eq(field.clone(), value.clone());
+        }
+        if let Some(o) = &opaque {
+            view = view.with_handle(o.table.clone());
+        }
+        self.view = view;
+        self.opaque = opaque;
+    }
+
+    fn opaque_base(&self) -> Opaque {
+        self.opaque.clone().unwrap_or_else(|| Opaque {
+            table: self.shared.config.master.clone(),
+            permanent: false,
+            temporary: 0,
+        })
+    }
+}
+
+impl fmt::Debug for LiveTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LiveTable")
+            .field("cache_key", &self.shared.config.cache_key)
+            .field("master", &self.shared.config.master)
+            .field("master_ipp", &self.shared.config.master_ipp)
+            .field("view", &self.view)
+            .field(
+                "write_target",
+                &self
+                    .shared
+                    .config
+                    .write_target
+                    .as_ref()
+                    .map(|t| t.table_name()),
+            )
+            .finish()
+    }
+}

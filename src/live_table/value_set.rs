@@ -1,0 +1,114 @@
+//! The value-set traits, as requests through the stack.
+
+use async_trait::async_trait;
+use indexmap::IndexMap;
+use vantage_core::Result;
+use vantage_dataset::traits::{InsertableValueSet, ReadableValueSet, ValueSet, WritableValueSet};
+use vantage_live_layers::{Request, Value, WriteRequest};
+use vantage_types::Record;
+
+use super::LiveTable;
+
+impl ValueSet for LiveTable {
+    type Id = String;
+    type Value = Value;
+}
+
+#[async_trait]
+impl ReadableValueSet for LiveTable {
+    async fn list_values(&self) -> Result<IndexMap<String, Record<Value>>> {
+        self.call(Request::List(self.view.clone()))
+            .await?
+            .into_rows()
+    }
+
+    async fn get_value(&self, id: &String) -> Result<Option<Record<Value>>> {
+        self.call(Request::Get {
+            view: self.view.clone(),
+            id: id.clone(),
+        })
+        .await?
+        .into_row()
+    }
+
+    async fn get_some_value(&self) -> Result<Option<(String, Record<Value>)>> {
+        self.call(Request::GetSome(self.view.clone()))
+            .await?
+            .into_some()
+    }
+}
+
+#[async_trait]
+impl WritableValueSet for LiveTable {
+    async fn insert_value(&self, id: &String, record: &Record<Value>) -> Result<Record<Value>> {
+        self.call(
+            WriteRequest::Insert {
+                id: id.clone(),
+                record: record.clone(),
+            }
+            .into(),
+        )
+        .await?
+        .into_record()
+    }
+
+    async fn replace_value(&self, id: &String, record: &Record<Value>) -> Result<Record<Value>> {
+        self.call(
+            WriteRequest::Replace {
+                id: id.clone(),
+                record: record.clone(),
+            }
+            .into(),
+        )
+        .await?
+        .into_record()
+    }
+
+    async fn patch_value(&self, id: &String, partial: &Record<Value>) -> Result<Record<Value>> {
+        self.call(
+            WriteRequest::Patch {
+                id: id.clone(),
+                partial: partial.clone(),
+            }
+            .into(),
+        )
+        .await?
+        .into_record()
+    }
+
+    async fn delete(&self, id: &String) -> Result<()> {
+        self.call(WriteRequest::Delete { id: id.clone() }.into())
+            .await?
+            .into_done()
+    }
+
+    /// Deletes every row of the current view: with equality or opaque
+    /// conditions set, only the rows they select.
+    async fn delete_all(&self) -> Result<()> {
+        self.call(
+            WriteRequest::DeleteAll {
+                view: self.view.clone(),
+            }
+            .into(),
+        )
+        .await?
+        .into_done()
+    }
+}
+
+/// `AnyTable` has no insert-returning-id call, so the LiveTable generates the
+/// id (UUID v7 by default; see [`LiveTable::with_id_generator`]) and inserts
+/// the row under it. The returned id reads back with `get_value`.
+#[async_trait]
+impl InsertableValueSet for LiveTable {
+    async fn insert_return_id_value(&self, record: &Record<Value>) -> Result<String> {
+        self.call(
+            WriteRequest::InsertReturnId {
+                record: record.clone(),
+            }
+            .into(),
+        )
+        .await?
+        .into_id()
+    }
+}

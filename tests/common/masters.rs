@@ -1,0 +1,115 @@
+//! Real masters, seeded with the bakery model: a `vantage-redb` table in a
+//! temp file and a `vantage-sql` SQLite table in a temp file.
+
+use tempfile::TempDir;
+use vantage_dataset::prelude::WritableValueSet;
+use vantage_redb::Redb;
+use vantage_sql::condition::SqliteCondition;
+use vantage_sql::primitives::identifier::ident;
+use vantage_sql::sqlite::SqliteDB;
+use vantage_table::any::AnyTable;
+use vantage_table::sorting::OrderBy;
+use vantage_table::table::Table;
+use vantage_table::traits::table_source::TableSource;
+use vantage_types::EmptyEntity;
+
+use super::bakery::{ColumnType, Entity, Model};
+
+/// A seeded master and what keeps it alive.
+pub struct Master {
+    /// Which backend: `redb` or `sqlite`.
+    pub kind: &'static str,
+    /// The master table.
+    pub table: AnyTable,
+    /// The SQLite handle, to break the connection in tests.
+    pub sqlite: Option<SqliteDB>,
+    /// The folder holding the database file.
+    pub dir: TempDir,
+}
+
+/// Declare `entity`'s columns on a table of any backend.
+fn with_columns<T>(mut table: Table<T, EmptyEntity>, entity: &Entity) -> Table<T, EmptyEntity>
+where
+    T: TableSource,
+    T::Id: std::fmt::Debug,
+{
+    table = table.with_id_column(entity.id.clone());
+    for (name, ty) in &entity.columns {
+        table = match ty {
+            ColumnType::String => table.with_column_of::<String>(name.clone()),
+            ColumnType::Int => table.with_column_of::<i64>(name.clone()),
+            ColumnType::Float => table.with_column_of::<f64>(name.clone()),
+            ColumnType::Bool => table.with_column_of::<bool>(name.clone()),
+        };
+    }
+    table
+}
+
+/// Insert `entity`'s seed rows through the table's own API.
+pub async fn seed(table: &AnyTable, entity: &Entity) {
+    for (id, record) in entity.seed() {
+        table
+            .insert_value(&id, &record)
+            .await
+            .unwrap_or_else(|e| panic!("seeding {} row {id}: {e}", entity.table));
+    }
+}
+
+/// A `vantage-redb` master for the named bakery entity (rows in id order).
+pub async fn redb_master(entity_name: &str) -> Master {
+    let model = Model::load();
+    let entity = model.entity(entity_name);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = Redb::create(dir.path().join("master.redb")).expect("create redb master");
+    let table = AnyTable::from_table(with_columns(Table::new(entity.table.clone(), db), entity));
+    seed(&table, entity).await;
+    Master {
+        kind: "redb",
+        table,
+        sqlite: None,
+        dir,
+    }
+}
+
+/// A `vantage-sql` SQLite master for the named bakery entity, ordered by id.
+pub async fn sqlite_master(entity_name: &str) -> Master {
+    let model = Model::load();
+    let entity = model.entity(entity_name);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("master.sqlite").display()
+    );
+    let db = SqliteDB::connect(&url).await.expect("open sqlite master");
+    sqlx::query(&create_table_sql(entity, false))
+        .execute(db.pool())
+        .await
+        .expect("create sqlite table");
+    let table = with_columns(Table::new(entity.table.clone(), db.clone()), entity)
+        .with_order(OrderBy::ascending(SqliteCondition::from(ident(&entity.id))));
+    let table = AnyTable::from_table(table);
+    seed(&table, entity).await;
+    Master {
+        kind: "sqlite",
+        table,
+        sqlite: Some(db),
+        dir,
+    }
+}
+
+/// Both embedded masters for the named entity.
+pub async fn embedded_masters(entity_name: &str) -> Vec<Master> {
+    vec![
+        redb_master(entity_name).await,
+        sqlite_master(entity_name).await,
+    ]
+}
+
+/// `CREATE TABLE` for `entity`.
+pub fn create_table_sql(entity: &Entity, postgres: bool) -> String {
+    let mut columns = vec![format!("\"{}\" TEXT PRIMARY KEY", entity.id)];
+    for (name, ty) in &entity.columns {
+        columns.push(format!("\"{name}\" {}", ty.sql(postgres)));
+    }
+    format!("CREATE TABLE \"{}\" ({})", entity.table, columns.join(", "))
+}
