@@ -1,9 +1,68 @@
 //! vantage-live: a cached, non-blocking [`LiveTable`] over any Vantage
 //! `AnyTable`.
 //!
+//! A `LiveTable` wraps a table (the *master*) with a local cache, so that
+//! scrolling a list does not wait on the network for every page. Reads hit the
+//! cache first and fall through to the master, filling the cache on the way
+//! back; writes go to the master and drop the cached slots of the table's
+//! cache_key. `LiveTable` implements the standard value-set traits and
+//! `TableLike`, so `AnyTable::from_table_like(live)` is a drop-in for the
+//! master: generic code cannot tell.
+//!
 //! ```
-//! # fn main() {}
+//! use std::sync::Arc;
+//! use vantage_dataset::prelude::{ReadableValueSet, WritableValueSet};
+//! use vantage_live::{Cache, LiveTable, MemCache};
+//! use vantage_table::{any::AnyTable, table::Table};
+//! use vantage_types::{EmptyEntity, Record};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> vantage_core::Result<()> {
+//! # let dir = tempfile::tempdir()?;
+//! // A master: here an embedded redb table; any AnyTable works.
+//! let db = vantage_redb::Redb::create(dir.path().join("shop.redb"))?;
+//! let products = Table::<_, EmptyEntity>::new("product", db)
+//!     .with_id_column("id")
+//!     .with_column_of::<String>("name");
+//! let master = AnyTable::from_table(products);
+//! let mut bun = Record::new();
+//! bun.insert("name".to_string(), ciborium::Value::Text("Bun".into()));
+//! master.insert_value(&"bun".to_string(), &bun).await?;
+//!
+//! // Wrap it. "products" is the cache key: the caller's to choose and own.
+//! let cache = Arc::new(MemCache::new());
+//! let live = LiveTable::new(master, "products", cache.clone());
+//!
+//! let rows = live.list_values().await?; // miss: read from the master, cached
+//! assert_eq!(rows.len(), 1);
+//! assert!(cache.get(&live.page_cache_key(None)).await?.is_some());
+//! let again = live.list_values().await?; // hit: served from the cache
+//! assert_eq!(rows, again);
+//!
+//! // A write goes to the master and drops the cache_key's slots.
+//! live.insert_value(&"roll".to_string(), &bun).await?;
+//! assert!(cache.get(&live.page_cache_key(None)).await?.is_none());
+//! assert_eq!(live.list_values().await?.len(), 2);
+//!
+//! // Anywhere an AnyTable goes:
+//! let any = AnyTable::from_table_like(live);
+//! assert_eq!(any.list_values().await?.len(), 2);
+//! # Ok(()) }
 //! ```
+//!
+//! # How it is built
+//!
+//! A `LiveTable` is a pre-assembled [tower](https://docs.rs/tower) stack from
+//! [`vantage_live_layers`]: reads and writes are [`Request`]s, the
+//! [`CacheLayer`] serves and invalidates, and the [`TableService`] talks to the
+//! master. Compose your own stack from the same layers with
+//! `tower::ServiceBuilder`.
+//!
+//! # Cache backends
+//!
+//! [`MemCache`] (moka, in memory), [`RedbCache`] (one redb file on disk,
+//! survives restarts) and [`NoCache`] (stores nothing: the parity check).
+//! Implement [`Cache`] for your own.
 
 #![warn(missing_docs, missing_debug_implementations)]
 #![forbid(unsafe_code)]
@@ -13,3 +72,7 @@ mod live_table;
 
 pub use cache::{Cache, CachedRows, MemCache, NoCache, RedbCache};
 pub use live_table::{LiveStack, LiveTable};
+pub use vantage_live_layers::{CacheLayer, Request, Response, TableService, View, WriteRequest};
+
+/// The layers crate, re-exported: build your own stack from its pieces.
+pub use vantage_live_layers;
