@@ -1,0 +1,794 @@
+//! live_cli: the bakery command line, cached.
+//!
+//! ```text
+//! cargo run --example live_cli -- [FLAGS] <entity> <commands>...
+//! ```
+//!
+//! Entities come from `examples/bakery/bakery.yaml` (bakery, client, product,
+//! order). The master is a SQLite file created and seeded on first run
+//! (`--db FILE`, default `target/live_cli/bakery.sqlite`), or PostgreSQL with
+//! `--postgres URL` (tables created and seeded if empty). Every entity's
+//! table is wrapped in a `LiveTable`; the cache is in memory by default,
+//! `--cache FOLDER` keeps it on disk between runs (`RedbCache`), and
+//! `--no-cache` bypasses it (`NoCache`, the parity check). `--debug` prints
+//! the traced cache and queue activity to stderr.
+//!
+//! Commands run left to right:
+//!
+//! - `field=value`: keep rows whose column equals the value (parsed by the
+//!   column's type); a conditioned view is cached under its own key;
+//! - `page=N`, `ipp=N`: show page N at ipp rows per page (each its own slot);
+//! - `list`: print the rows, `Found N records` and the time the read took;
+//! - `get <id>`: print one row as JSON;
+//! - `add <id> '<json>'`: insert a row (then the next `list` shows it);
+//! - `delete <id>`: delete a row;
+//! - `ref <relation>`: switch to the related entity's rows (as the model's
+//!   references say); later commands apply to it.
+//!
+//! Every command is checked before any runs, so a bad one writes nothing.
+
+#[path = "../tests/common/bakery.rs"]
+#[allow(dead_code)]
+mod bakery;
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bakery::{ColumnType, Entity, Model};
+use ciborium::Value as Cbor;
+use clap::Parser;
+use indexmap::IndexMap;
+use vantage_dataset::prelude::{ReadableValueSet, WritableValueSet};
+use vantage_live::cache::SlotKeys;
+use vantage_live::{Cache, LiveTable, MemCache, NoCache, RedbCache};
+use vantage_sql::condition::{PostgresCondition, SqliteCondition};
+use vantage_sql::postgres::operation::PostgresOperation;
+use vantage_sql::postgres::{AnyPostgresType, PostgresDB};
+use vantage_sql::primitives::identifier::ident;
+use vantage_sql::sqlite::operation::SqliteOperation;
+use vantage_sql::sqlite::{AnySqliteType, SqliteDB};
+use vantage_table::any::AnyTable;
+use vantage_table::column::core::Column;
+use vantage_table::pagination::Pagination;
+use vantage_table::sorting::OrderBy;
+use vantage_table::table::Table;
+use vantage_table::traits::table_like::TableLike;
+use vantage_table::traits::table_source::TableSource;
+use vantage_types::{EmptyEntity, Record};
+
+/// The bakery command line, with a cache between the tables and the commands.
+#[derive(Parser, Debug)]
+#[command(name = "live_cli", version, about)]
+struct Cli {
+    /// SQLite file used as the master (created and seeded on first run).
+    #[arg(long, value_name = "FILE", conflicts_with = "postgres")]
+    db: Option<PathBuf>,
+    /// Use a PostgreSQL master at URL instead (tables created and seeded if empty).
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
+    /// Keep the cache on disk in FOLDER (RedbCache); survives between runs.
+    #[arg(long, value_name = "FOLDER", conflicts_with = "no_cache")]
+    cache: Option<PathBuf>,
+    /// Bypass the cache (NoCache): every read goes to the master.
+    #[arg(long)]
+    no_cache: bool,
+    /// Print traced cache and queue activity to stderr.
+    #[arg(long)]
+    debug: bool,
+    /// The entity to start from: bakery, client, product or order.
+    entity: String,
+    /// Commands: field=value, page=N, ipp=N, list, get <id>, add <id> <json>,
+    /// delete <id>, ref <relation>.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    commands: Vec<String>,
+}
+
+/// A checked command.
+#[derive(Debug)]
+enum Command {
+    Eq { field: String, value: Cbor },
+    Page(i64),
+    Ipp(i64),
+    List,
+    Get(String),
+    Add(String, Record<Cbor>),
+    Delete(String),
+    Ref(String),
+}
+
+type CliResult<T> = Result<T, String>;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if cli.debug {
+        let filter = std::env::var("RUST_LOG")
+            .unwrap_or_else(|_| "vantage_live=debug,vantage_live_layers=debug".to_string());
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .try_init();
+    }
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> CliResult<()> {
+    let model = load_model()?;
+    let commands = parse_commands(&model, &cli.entity, &cli.commands)?;
+
+    let master = match &cli.postgres {
+        Some(url) => Master::postgres(url).await?,
+        None => {
+            let path = cli.db.clone().unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/live_cli/bakery.sqlite")
+            });
+            Master::sqlite(path).await?
+        }
+    };
+    master.prepare(&model).await?;
+
+    let cache: Arc<dyn Cache> = match (&cli.cache, cli.no_cache) {
+        (_, true) => Arc::new(NoCache),
+        (Some(folder), false) => Arc::new(RedbCache::open(folder).map_err(|e| e.to_string())?),
+        (None, false) => Arc::new(MemCache::new()),
+    };
+
+    let mut view = ViewState::new(&model, &cli.entity);
+    let mut live: Option<LiveTable> = None;
+    for command in commands {
+        match command {
+            Command::Eq { field, value } => {
+                view.conditions.push((field, value));
+                live = None;
+            }
+            Command::Page(page) => view.page = Some(page),
+            Command::Ipp(ipp) => view.ipp = Some(ipp),
+            Command::Ref(relation) => {
+                let table = view.live(&master, &cache, &mut live)?;
+                view = view.follow(&model, &relation, &table).await?;
+                live = None;
+            }
+            Command::List => {
+                let table = view.live(&master, &cache, &mut live)?;
+                let started = Instant::now();
+                let rows = table.list_values().await.map_err(|e| e.to_string())?;
+                let took = started.elapsed();
+                print!("{}", render_table(view.entity(&model), &rows));
+                let noun = if rows.len() == 1 { "record" } else { "records" };
+                println!("Found {} {noun} in {}", rows.len(), show_duration(took));
+            }
+            Command::Get(id) => {
+                let table = view.live(&master, &cache, &mut live)?;
+                let started = Instant::now();
+                let row = table.get_value(&id).await.map_err(|e| e.to_string())?;
+                let took = started.elapsed();
+                let entity = view.entity(&model);
+                match row {
+                    Some(record) => {
+                        let json = record_to_json(entity, &id, &record);
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&json).unwrap_or_default()
+                        );
+                        println!("Found 1 record in {}", show_duration(took));
+                    }
+                    None => return Err(format!("{} has no row with id '{id}'", view.name)),
+                }
+            }
+            Command::Add(id, record) => {
+                let table = view.live(&master, &cache, &mut live)?;
+                table
+                    .insert_value(&id, &record)
+                    .await
+                    .map_err(|e| format!("could not add {} '{id}': {e}", view.name))?;
+                invalidate_entity(&cache, &view.name).await;
+                println!("Added {} '{id}'", view.name);
+            }
+            Command::Delete(id) => {
+                let table = view.live(&master, &cache, &mut live)?;
+                table
+                    .delete(&id)
+                    .await
+                    .map_err(|e| format!("could not delete {} '{id}': {e}", view.name))?;
+                invalidate_entity(&cache, &view.name).await;
+                println!("Deleted {} '{id}'", view.name);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn load_model() -> CliResult<Model> {
+    let path = bakery::model_path();
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot read the entity registry {}: {e}", path.display()))?;
+    serde_yaml_ng::from_str(&text)
+        .map_err(|e| format!("the entity registry {} is invalid: {e}", path.display()))
+}
+
+fn known_entities(model: &Model) -> String {
+    model
+        .entities
+        .keys()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn entity_of<'m>(model: &'m Model, name: &str) -> CliResult<&'m Entity> {
+    model.entities.get(name).ok_or_else(|| {
+        format!(
+            "unknown entity '{name}'; known entities: {}",
+            known_entities(model)
+        )
+    })
+}
+
+/// The type of `field` in `entity` (the id column is text).
+fn column_type(entity: &Entity, name: &str, field: &str) -> CliResult<ColumnType> {
+    if field == entity.id {
+        return Ok(ColumnType::String);
+    }
+    entity.columns.get(field).copied().ok_or_else(|| {
+        let mut columns = vec![entity.id.clone()];
+        columns.extend(entity.columns.keys().cloned());
+        format!(
+            "{name} has no column '{field}'; columns: {}",
+            columns.join(", ")
+        )
+    })
+}
+
+/// Parse `text` as a value of `ty`.
+fn parse_value(ty: ColumnType, text: &str, name: &str, field: &str) -> CliResult<Cbor> {
+    let bad = |what: &str| format!("'{text}' is not a valid {what} for {name}.{field}");
+    Ok(match ty {
+        ColumnType::String => Cbor::Text(text.to_string()),
+        ColumnType::Int => Cbor::Integer(text.parse::<i64>().map_err(|_| bad("int"))?.into()),
+        ColumnType::Float => {
+            let f = text.parse::<f64>().map_err(|_| bad("float"))?;
+            if !f.is_finite() {
+                return Err(bad("float"));
+            }
+            Cbor::Float(f)
+        }
+        ColumnType::Bool => match text {
+            "true" | "1" | "yes" => Cbor::Bool(true),
+            "false" | "0" | "no" => Cbor::Bool(false),
+            _ => return Err(bad("bool (true/false)")),
+        },
+    })
+}
+
+/// Convert a JSON value to `ty`'s CBOR value.
+fn json_value(
+    ty: ColumnType,
+    value: &serde_json::Value,
+    name: &str,
+    field: &str,
+) -> CliResult<Cbor> {
+    use serde_json::Value as J;
+    let bad = || format!("{value} is not a valid {ty:?} for {name}.{field}").to_lowercase();
+    Ok(match (ty, value) {
+        (_, J::Null) => Cbor::Null,
+        (ColumnType::String, J::String(s)) => Cbor::Text(s.clone()),
+        (ColumnType::Int, J::Number(n)) => Cbor::Integer(n.as_i64().ok_or_else(bad)?.into()),
+        (ColumnType::Float, J::Number(n)) => Cbor::Float(n.as_f64().ok_or_else(bad)?),
+        (ColumnType::Bool, J::Bool(b)) => Cbor::Bool(*b),
+        _ => return Err(bad()),
+    })
+}
+
+fn parse_number(text: &str, what: &str) -> CliResult<i64> {
+    match text.parse::<i64>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!(
+            "{what} must be a whole number of at least 1, not '{text}'"
+        )),
+    }
+}
+
+/// Check every command against the model before running any.
+fn parse_commands(model: &Model, entity_name: &str, args: &[String]) -> CliResult<Vec<Command>> {
+    let mut name = entity_name.to_string();
+    let mut entity = entity_of(model, &name)?;
+    let mut out = Vec::new();
+    let mut args = args.iter();
+    let usage = "expected field=value, page=N, ipp=N, list, get <id>, add <id> <json>, \
+                 delete <id> or ref <relation>";
+    while let Some(arg) = args.next() {
+        let mut operand = |verb: &str, what: &str| {
+            args.next()
+                .cloned()
+                .ok_or_else(|| format!("'{verb}' needs {what}"))
+        };
+        let command = match arg.as_str() {
+            "list" => Command::List,
+            "get" => Command::Get(operand("get", "an id")?),
+            "delete" => Command::Delete(operand("delete", "an id")?),
+            "add" => {
+                let id = operand("add", "an id and a JSON object")?;
+                let json = operand("add", "a JSON object after the id")?;
+                Command::Add(id, parse_record(entity, &name, &json)?)
+            }
+            "ref" => {
+                let relation = operand("ref", "a relation name")?;
+                let Some(reference) = entity.references.get(&relation) else {
+                    let known: Vec<_> = entity.references.keys().cloned().collect();
+                    return Err(format!(
+                        "{name} has no relation '{relation}'; relations: {}",
+                        known.join(", ")
+                    ));
+                };
+                name = reference
+                    .one
+                    .clone()
+                    .or_else(|| reference.many.clone())
+                    .ok_or_else(|| format!("relation '{relation}' names no entity"))?;
+                entity = entity_of(model, &name)?;
+                Command::Ref(relation)
+            }
+            other => match other.split_once('=') {
+                Some(("page", n)) => Command::Page(parse_number(n, "page")?),
+                Some(("ipp", n)) => Command::Ipp(parse_number(n, "ipp")?),
+                Some((field, value)) => {
+                    let ty = column_type(entity, &name, field)?;
+                    Command::Eq {
+                        field: field.to_string(),
+                        value: parse_value(ty, value, &name, field)?,
+                    }
+                }
+                None => return Err(format!("unknown command '{other}'; {usage}")),
+            },
+        };
+        out.push(command);
+    }
+    if out.is_empty() {
+        return Err(format!("no commands given; {usage}"));
+    }
+    Ok(out)
+}
+
+fn parse_record(entity: &Entity, name: &str, json: &str) -> CliResult<Record<Cbor>> {
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("invalid JSON for add: {e}"))?;
+    let serde_json::Value::Object(fields) = value else {
+        return Err("invalid JSON for add: expected an object like '{\"name\":\"X\"}'".into());
+    };
+    let mut record = Record::new();
+    for (field, value) in &fields {
+        if *field == entity.id {
+            return Err(format!(
+                "give the id as the argument before the JSON, not as '{field}'"
+            ));
+        }
+        let ty = column_type(entity, name, field)?;
+        record.insert(field.clone(), json_value(ty, value, name, field)?);
+    }
+    Ok(record)
+}
+
+/// The rows one command applies to: an entity, its conditions, and (after
+/// `ref`) the link to the rows it was reached from.
+struct ViewState {
+    name: String,
+    conditions: Vec<(String, Cbor)>,
+    /// `(column, values)`: keep rows whose column is one of the values.
+    restriction: Option<(String, Vec<Cbor>)>,
+    /// Text describing how this view was reached, for the cache key.
+    origin: String,
+    page: Option<i64>,
+    ipp: Option<i64>,
+}
+
+impl ViewState {
+    fn new(_model: &Model, name: &str) -> Self {
+        Self {
+            name: name.to_string(),
+            conditions: Vec::new(),
+            restriction: None,
+            origin: String::new(),
+            page: None,
+            ipp: None,
+        }
+    }
+
+    fn entity<'m>(&self, model: &'m Model) -> &'m Entity {
+        &model.entities[&self.name]
+    }
+
+    /// The cache key: the entity, then `?` and the view's conditions. Every
+    /// key of one entity starts with its name, so a write can drop them all.
+    fn cache_key(&self) -> String {
+        let mut parts: Vec<String> = self
+            .conditions
+            .iter()
+            .map(|(f, v)| format!("{f}={}", show_cbor(v)))
+            .collect();
+        parts.sort();
+        if !self.origin.is_empty() {
+            parts.insert(0, format!("@{}", self.origin));
+        }
+        if parts.is_empty() {
+            self.name.clone()
+        } else {
+            format!("{}?{}", self.name, parts.join("&"))
+        }
+    }
+
+    fn pagination(&self) -> Option<Pagination> {
+        match (self.page, self.ipp) {
+            (None, None) => None,
+            (page, ipp) => Some(Pagination::new(page.unwrap_or(1), ipp.unwrap_or(10))),
+        }
+    }
+
+    /// This view's LiveTable, reusing `slot` while the view is unchanged.
+    fn live(
+        &self,
+        master: &Master,
+        cache: &Arc<dyn Cache>,
+        slot: &mut Option<LiveTable>,
+    ) -> CliResult<LiveTable> {
+        let mut table = match slot.take() {
+            Some(t) => t,
+            None => {
+                let entity = &master_model_entity(&self.name)?;
+                let any = master.table(entity, &self.conditions, self.restriction.as_ref())?;
+                LiveTable::new(any, self.cache_key(), cache.clone())
+            }
+        };
+        table.set_pagination(self.pagination());
+        *slot = Some(table.clone());
+        Ok(table)
+    }
+
+    /// The view reached through `relation` from this one's rows.
+    async fn follow(&self, model: &Model, relation: &str, from: &LiveTable) -> CliResult<Self> {
+        let entity = self.entity(model);
+        let reference = &entity.references[relation];
+        let rows = from.list_values().await.map_err(|e| e.to_string())?;
+        let (target, column, values) = match (&reference.one, &reference.many) {
+            (Some(target), _) => {
+                let mut values: Vec<Cbor> = Vec::new();
+                for record in rows.values() {
+                    if let Some(v) = record.get(&reference.key) {
+                        if !values.contains(v) {
+                            values.push(v.clone());
+                        }
+                    }
+                }
+                (target.clone(), model.entities[target].id.clone(), values)
+            }
+            (None, Some(target)) => (
+                target.clone(),
+                reference.key.clone(),
+                rows.keys().map(|id| Cbor::Text(id.clone())).collect(),
+            ),
+            (None, None) => return Err(format!("relation '{relation}' names no entity")),
+        };
+        Ok(Self {
+            name: target,
+            conditions: Vec::new(),
+            restriction: Some((column, values)),
+            origin: format!("{}>{relation}", self.cache_key()),
+            page: None,
+            ipp: None,
+        })
+    }
+}
+
+/// The entity definition, loaded once per process.
+fn master_model_entity(name: &str) -> CliResult<Entity> {
+    static MODEL: std::sync::OnceLock<Model> = std::sync::OnceLock::new();
+    let model = match MODEL.get() {
+        Some(m) => m,
+        None => {
+            let loaded = load_model()?;
+            MODEL.get_or_init(|| loaded)
+        }
+    };
+    entity_of(model, name).cloned()
+}
+
+/// After a write, drop every cached view of the entity, not only the one the
+/// write went through: conditioned views and views reached by `ref` have
+/// keys of their own.
+async fn invalidate_entity(cache: &Arc<dyn Cache>, name: &str) {
+    let _ = cache.invalidate_prefix(SlotKeys::new(name).prefix()).await;
+    let _ = cache.invalidate_prefix(&format!("{name}?")).await;
+}
+
+/// The master database.
+enum Master {
+    Sqlite(SqliteDB),
+    Postgres(PostgresDB),
+}
+
+impl Master {
+    async fn sqlite(path: PathBuf) -> CliResult<Self> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let db = SqliteDB::connect(&url)
+            .await
+            .map_err(|e| format!("cannot open the SQLite master {}: {e}", path.display()))?;
+        Ok(Master::Sqlite(db))
+    }
+
+    async fn postgres(url: &str) -> CliResult<Self> {
+        use sqlx::Connection as _;
+        let place = url_place(url);
+        let unreachable = |why: String| format!("cannot connect to PostgreSQL at {place}: {why}");
+        // One plain connection first: a refused or unknown server fails at
+        // once here, where a pool would keep retrying until its timeout.
+        let probe = sqlx::postgres::PgConnection::connect(url);
+        match tokio::time::timeout(Duration::from_secs(10), probe).await {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+            }
+            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Err(_) => return Err(unreachable("timed out after 10 s".into())),
+        }
+        let db = PostgresDB::connect(url)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        Ok(Master::Postgres(db))
+    }
+
+    /// Create missing tables and seed empty ones.
+    async fn prepare(&self, model: &Model) -> CliResult<()> {
+        for (name, entity) in &model.entities {
+            let postgres = matches!(self, Master::Postgres(_));
+            let mut columns = vec![format!("\"{}\" TEXT PRIMARY KEY", entity.id)];
+            for (column, ty) in &entity.columns {
+                columns.push(format!("\"{column}\" {}", ty.sql(postgres)));
+            }
+            let ddl = format!(
+                "CREATE TABLE IF NOT EXISTS \"{}\" ({})",
+                entity.table,
+                columns.join(", ")
+            );
+            let created = match self {
+                Master::Sqlite(db) => sqlx::query(&ddl).execute(db.pool()).await.map(drop),
+                Master::Postgres(db) => sqlx::query(&ddl).execute(db.pool()).await.map(drop),
+            };
+            created.map_err(|e| format!("cannot create table {}: {e}", entity.table))?;
+            let table = self.table(entity, &[], None)?;
+            let count = table
+                .get_count()
+                .await
+                .map_err(|e| format!("cannot count {name}: {e}"))?;
+            if count == 0 {
+                for (id, record) in entity.seed() {
+                    table
+                        .insert_value(&id, &record)
+                        .await
+                        .map_err(|e| format!("cannot seed {name} '{id}': {e}"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The entity's table with the view's conditions, as an `AnyTable`.
+    fn table(
+        &self,
+        entity: &Entity,
+        conditions: &[(String, Cbor)],
+        restriction: Option<&(String, Vec<Cbor>)>,
+    ) -> CliResult<AnyTable> {
+        match self {
+            Master::Sqlite(db) => {
+                let mut table = with_columns(Table::new(entity.table.clone(), db.clone()), entity)
+                    .with_order(OrderBy::ascending(SqliteCondition::from(ident(&entity.id))));
+                for (field, value) in conditions {
+                    let cond = db
+                        .eq_value_condition(field, AnySqliteType::from(value.clone()))
+                        .map_err(|e| e.to_string())?;
+                    table = table.with_condition(cond);
+                }
+                if let Some((column, values)) = restriction {
+                    let column: Column<AnySqliteType> = Column::new(column);
+                    let values: Vec<AnySqliteType> =
+                        values.iter().cloned().map(AnySqliteType::from).collect();
+                    table = table.with_condition(in_or_nothing::<SqliteCondition>(
+                        values.is_empty(),
+                        || column.in_list(&values),
+                    ));
+                }
+                Ok(AnyTable::from_table(table))
+            }
+            Master::Postgres(db) => {
+                let mut table = with_columns(Table::new(entity.table.clone(), db.clone()), entity)
+                    .with_order(OrderBy::ascending(PostgresCondition::from(ident(
+                        &entity.id,
+                    ))));
+                for (field, value) in conditions {
+                    let cond = db
+                        .eq_value_condition(field, AnyPostgresType::from(value.clone()))
+                        .map_err(|e| e.to_string())?;
+                    table = table.with_condition(cond);
+                }
+                if let Some((column, values)) = restriction {
+                    let column: Column<AnyPostgresType> = Column::new(column);
+                    let values: Vec<AnyPostgresType> =
+                        values.iter().cloned().map(AnyPostgresType::from).collect();
+                    table = table.with_condition(in_or_nothing::<PostgresCondition>(
+                        values.is_empty(),
+                        || column.in_list(&values),
+                    ));
+                }
+                Ok(AnyTable::from_table(table))
+            }
+        }
+    }
+}
+
+/// `IN (...)` over the values, or a condition no row meets when there are
+/// none (`IN ()` is not valid SQL everywhere).
+fn in_or_nothing<C>(empty: bool, build: impl FnOnce() -> C) -> C
+where
+    C: From<vantage_sql::primitives::identifier::Identifier>,
+    C: From<vantage_expressions::Expression<bool>>,
+{
+    if empty {
+        C::from(vantage_expressions::Expression::new("1 = 0", vec![]))
+    } else {
+        build()
+    }
+}
+
+fn with_columns<T>(mut table: Table<T, EmptyEntity>, entity: &Entity) -> Table<T, EmptyEntity>
+where
+    T: TableSource,
+    T::Id: std::fmt::Debug,
+{
+    table = table.with_id_column(entity.id.clone());
+    for (name, ty) in &entity.columns {
+        table = match ty {
+            ColumnType::String => table.with_column_of::<String>(name.clone()),
+            ColumnType::Int => table.with_column_of::<i64>(name.clone()),
+            ColumnType::Float => table.with_column_of::<f64>(name.clone()),
+            ColumnType::Bool => table.with_column_of::<bool>(name.clone()),
+        };
+    }
+    table
+}
+
+/// `host:port/db` of a PostgreSQL URL, without user or password.
+fn url_place(url: &str) -> String {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);
+    rest.split('?').next().unwrap_or(rest).to_string()
+}
+
+fn show_duration(d: Duration) -> String {
+    if d.as_micros() < 1000 {
+        format!("{} µs", d.as_micros())
+    } else {
+        format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+    }
+}
+
+/// A value as text, read by its column type (SQLite keeps booleans as 0/1).
+fn show_typed(ty: Option<ColumnType>, value: &Cbor) -> String {
+    match (ty, value) {
+        (Some(ColumnType::Bool), Cbor::Integer(i)) => (i128::from(*i) != 0).to_string(),
+        _ => show_cbor(value),
+    }
+}
+
+fn show_cbor(value: &Cbor) -> String {
+    match value {
+        Cbor::Null => String::new(),
+        Cbor::Text(s) => s.clone(),
+        Cbor::Bool(b) => b.to_string(),
+        Cbor::Integer(i) => i128::from(*i).to_string(),
+        Cbor::Float(f) => f.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The rows as an aligned table: id, title columns, then others, at most five.
+fn render_table(entity: &Entity, rows: &IndexMap<String, Record<Cbor>>) -> String {
+    let mut columns: Vec<String> = vec![entity.id.clone()];
+    for title in &entity.title {
+        if !columns.contains(title) {
+            columns.push(title.clone());
+        }
+    }
+    for name in entity.columns.keys() {
+        if columns.len() >= 5 {
+            break;
+        }
+        if !columns.contains(name) {
+            columns.push(name.clone());
+        }
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(id, record)| {
+            columns
+                .iter()
+                .map(|c| {
+                    if *c == entity.id {
+                        id.clone()
+                    } else {
+                        record
+                            .get(c)
+                            .map(|v| show_typed(entity.columns.get(c).copied(), v))
+                            .unwrap_or_default()
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let widths: Vec<usize> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            cells
+                .iter()
+                .map(|row| row[i].chars().count())
+                .chain([c.chars().count()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    let line = |out: &mut String, values: &[String]| {
+        let mut text = String::new();
+        for (i, v) in values.iter().enumerate() {
+            let pad = widths[i].saturating_sub(v.chars().count());
+            let _ = write!(text, "{v}{}  ", " ".repeat(pad));
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    };
+    line(&mut out, &columns);
+    line(
+        &mut out,
+        &widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>(),
+    );
+    for row in &cells {
+        line(&mut out, row);
+    }
+    out
+}
+
+fn record_to_json(entity: &Entity, id: &str, record: &Record<Cbor>) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    map.insert(entity.id.clone(), serde_json::Value::String(id.to_string()));
+    for (field, value) in record.iter() {
+        if *field == entity.id {
+            continue;
+        }
+        let ty = entity.columns.get(field).copied();
+        let json = match (ty, value) {
+            (Some(ColumnType::Bool), Cbor::Integer(i)) => {
+                serde_json::Value::Bool(i128::from(*i) != 0)
+            }
+            (_, Cbor::Null) => serde_json::Value::Null,
+            (_, Cbor::Text(s)) => serde_json::Value::String(s.clone()),
+            (_, Cbor::Bool(b)) => serde_json::Value::Bool(*b),
+            (_, Cbor::Integer(i)) => serde_json::json!(i128::from(*i) as i64),
+            (_, Cbor::Float(f)) => serde_json::json!(f),
+            (_, other) => serde_json::Value::String(format!("{other:?}")),
+        };
+        map.insert(field.clone(), json);
+    }
+    serde_json::Value::Object(map)
+}
