@@ -1,0 +1,406 @@
+//! End-to-end: the live_cli example run as a process, in a temp folder.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The built example binary. `cargo test` builds examples next to the test
+/// binaries; when a test is run on its own, build it once here.
+fn binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test binary path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>");
+        let bin = profile_dir
+            .join("examples")
+            .join(format!("live_cli{}", std::env::consts::EXE_SUFFIX));
+        if !bin.exists() {
+            let status = Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "--example", "live_cli"])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("run cargo build --example live_cli");
+            assert!(status.success(), "building live_cli failed");
+        }
+        bin
+    })
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Run {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// Run the CLI in `dir` with a SQLite master `dir/bakery.sqlite`.
+fn cli(dir: &Path, args: &[&str]) -> Run {
+    let mut command = Command::new(binary());
+    command
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .arg("--db")
+        .arg(dir.join("bakery.sqlite"))
+        .args(args);
+    command.output().expect("run live_cli").into()
+}
+
+fn found(run: &Run) -> Vec<usize> {
+    run.stdout
+        .lines()
+        .filter_map(|l| l.strip_prefix("Found "))
+        .map(|rest| rest.split(' ').next().unwrap().parse().unwrap())
+        .collect()
+}
+
+/// The `outcome` of each cache read traced with --debug, in order.
+fn outcomes(run: &Run) -> Vec<String> {
+    run.stderr
+        .lines()
+        .filter_map(|l| l.split("outcome=\"").nth(1))
+        .map(|rest| rest.split('"').next().unwrap().to_string())
+        .collect()
+}
+
+fn assert_one_error_line(run: &Run, expect: &str) {
+    assert_eq!(run.code, 1, "exit code; stderr: {}", run.stderr);
+    let lines: Vec<_> = run.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line on stderr, got {:?}", run.stderr);
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains(expect),
+        "stderr {:?} should mention {expect:?}",
+        lines[0]
+    );
+}
+
+#[test]
+fn first_run_creates_and_seeds_then_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = cli(dir.path(), &["product", "list"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(dir.path().join("bakery.sqlite").exists());
+    let header = run.stdout.lines().next().unwrap();
+    assert!(
+        header.starts_with("id") && header.contains("name"),
+        "{header}"
+    );
+    assert!(
+        header.split_whitespace().count() <= 5,
+        "at most five columns"
+    );
+    assert!(run.stdout.contains("Country Sourdough"));
+    assert_eq!(found(&run), vec![12]);
+    let last = run.stdout.lines().last().unwrap();
+    assert!(
+        last.contains(" in ") && (last.ends_with("µs") || last.ends_with("ms")),
+        "{last}"
+    );
+}
+
+#[test]
+fn second_list_in_one_invocation_is_a_hit() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = cli(dir.path(), &["--debug", "client", "list", "list"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(found(&run), vec![5, 5]);
+    assert_eq!(
+        outcomes(&run),
+        vec!["miss", "populated", "hit"],
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("cache_key=\"client\""));
+}
+
+#[test]
+fn disk_cache_is_hot_on_the_second_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let cache = cache.to_str().unwrap();
+    let first = cli(dir.path(), &["--cache", cache, "--debug", "bakery", "list"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(outcomes(&first), vec!["miss", "populated"]);
+    assert!(Path::new(cache).join("vlive.redb").exists());
+    let second = cli(dir.path(), &["--cache", cache, "--debug", "bakery", "list"]);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(outcomes(&second), vec!["hit"]);
+    assert_eq!(found(&second), vec![2]);
+}
+
+#[test]
+fn add_invalidates_and_the_next_list_shows_the_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let row = r#"{"name":"Bun","calories":100,"price":90,"is_deleted":false,"inventory_stock":3,"bakery_id":"rye_and_co"}"#;
+    let run = cli(
+        dir.path(),
+        &["--debug", "product", "list", "add", "p13_bun", row, "list"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(found(&run), vec![12, 13]);
+    assert!(run.stdout.contains("Added product 'p13_bun'"));
+    assert!(run.stdout.contains("p13_bun"));
+    // miss+fill, then the write invalidates, then miss+fill again.
+    assert_eq!(
+        outcomes(&run),
+        vec!["miss", "populated", "invalidated", "miss", "populated"]
+    );
+    // It reached the master: a fresh process (fresh cache) sees it.
+    let again = cli(dir.path(), &["product", "get", "p13_bun"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(again.stdout.contains("\"name\": \"Bun\""));
+}
+
+#[test]
+fn delete_removes_the_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = cli(dir.path(), &["product", "delete", "p01_baguette", "list"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("Deleted product 'p01_baguette'"));
+    assert_eq!(found(&run), vec![11]);
+    assert!(!run.stdout.contains("Baguette"));
+}
+
+#[test]
+fn pages_have_their_own_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = cli(
+        dir.path(),
+        &[
+            "--debug", "product", "ipp=5", "page=2", "list", "page=1", "list", "page=2", "list",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(found(&run), vec![5, 5, 5]);
+    assert_eq!(
+        outcomes(&run),
+        vec!["miss", "populated", "miss", "populated", "hit"]
+    );
+    assert!(run.stderr.contains("p2x5") && run.stderr.contains("p1x5"));
+    let first_page_two: Vec<_> = run.stdout.lines().filter(|l| l.starts_with("p0")).collect();
+    assert!(
+        first_page_two[0].starts_with("p06_muffin"),
+        "{first_page_two:?}"
+    );
+}
+
+#[test]
+fn conditions_cache_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = cli(
+        dir.path(),
+        &["--debug", "product", "list", "name=Brioche", "list", "list"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(found(&run), vec![12, 1, 1]);
+    // The conditioned view is its own cache key: a miss first, then a hit.
+    assert_eq!(
+        outcomes(&run),
+        vec!["miss", "populated", "miss", "populated", "hit"]
+    );
+    assert!(run.stderr.contains("cache_key=\"product?name=Brioche\""));
+}
+
+#[test]
+fn typed_conditions_and_get_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = cli(dir.path(), &["product", "is_deleted=true", "list"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(found(&run), vec![1]);
+    assert!(run.stdout.contains("p08_pretzel"));
+
+    let run = cli(dir.path(), &["client", "get", "cleo"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let json_end = run.stdout.rfind('}').unwrap();
+    let json: serde_json::Value = serde_json::from_str(&run.stdout[..=json_end]).unwrap();
+    assert_eq!(json["id"], "cleo");
+    assert_eq!(json["name"], "Cleo Hart");
+    assert_eq!(json["is_paying_client"], true);
+    assert_eq!(json["balance"], 42.25);
+}
+
+#[test]
+fn ref_follows_relations() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = cli(
+        dir.path(),
+        &["bakery", "id=rye_and_co", "ref", "clients", "list"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(found(&run), vec![3]);
+    for name in ["Ada Brooks", "Bram Osei", "Edie Lund"] {
+        assert!(run.stdout.contains(name), "{name} in {}", run.stdout);
+    }
+    let run = cli(dir.path(), &["order", "id=o3", "ref", "client", "list"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(found(&run), vec![1]);
+    assert!(run.stdout.contains("Cleo Hart"));
+}
+
+#[test]
+fn no_cache_reads_the_master_every_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = cli(
+        dir.path(),
+        &["--no-cache", "--debug", "client", "list", "list"],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(found(&run), vec![5, 5]);
+    let outcomes = outcomes(&run);
+    assert!(!outcomes.contains(&"hit".to_string()), "{outcomes:?}");
+    assert_eq!(outcomes.iter().filter(|o| *o == "miss").count(), 2);
+}
+
+#[test]
+fn errors_are_one_clear_line_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert_one_error_line(
+        &cli(d, &["cake", "list"]),
+        "unknown entity 'cake'; known entities: bakery, client, product, order",
+    );
+    assert_one_error_line(
+        &cli(d, &["product", "colour=red", "list"]),
+        "product has no column 'colour'",
+    );
+    assert_one_error_line(
+        &cli(d, &["product", "frobnicate"]),
+        "unknown command 'frobnicate'",
+    );
+    assert_one_error_line(
+        &cli(d, &["product", "price=cheap", "list"]),
+        "'cheap' is not a valid int for product.price",
+    );
+    assert_one_error_line(
+        &cli(d, &["product", "add", "x", "{not json"]),
+        "invalid JSON for add",
+    );
+    assert_one_error_line(
+        &cli(d, &["product", "ref", "nowhere"]),
+        "product has no relation 'nowhere'",
+    );
+    assert_one_error_line(
+        &cli(d, &["product", "get", "no_such_id"]),
+        "no row with id 'no_such_id'",
+    );
+    assert_one_error_line(
+        &cli(d, &["product", "page=0", "list"]),
+        "page must be a whole number",
+    );
+}
+
+#[test]
+fn a_bad_command_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let row = r#"{"name":"Ghost","calories":1,"price":1,"is_deleted":false,"inventory_stock":0,"bakery_id":"rye_and_co"}"#;
+    let run = cli(dir.path(), &["product", "add", "ghost", row, "bogus"]);
+    assert_one_error_line(&run, "unknown command 'bogus'");
+    let check = cli(dir.path(), &["product", "list"]);
+    assert_eq!(found(&check), vec![12]);
+    assert!(!check.stdout.contains("ghost"));
+}
+
+#[test]
+fn unreachable_postgres_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let run: Run = Command::new(binary())
+        .current_dir(dir.path())
+        .args([
+            "--postgres",
+            "postgres://someone:hunter2@127.0.0.1:1/test",
+            "product",
+            "list",
+        ])
+        .output()
+        .unwrap()
+        .into();
+    assert_one_error_line(&run, "cannot connect to PostgreSQL at 127.0.0.1:1/test");
+    assert!(!run.stderr.contains("hunter2"), "no credentials in errors");
+}
+
+/// PostgreSQL at 127.0.0.1:5432, or a skip (a failure when CI=true).
+fn postgres_url(schema: &str) -> Option<String> {
+    let base = std::env::var("VANTAGE_LIVE_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
+    let reachable = std::net::TcpStream::connect_timeout(
+        &"127.0.0.1:5432".parse().unwrap(),
+        std::time::Duration::from_secs(2),
+    )
+    .is_ok();
+    if !reachable {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("PostgreSQL at 127.0.0.1:5432 is unreachable and CI=true");
+        }
+        eprintln!("skipping: PostgreSQL unreachable at 127.0.0.1:5432");
+        return None;
+    }
+    let status = Command::new("psql")
+        .env("PGOPTIONS", "--client-min-messages=warning")
+        .args([base.as_str(), "-qc"])
+        .arg(format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        ))
+        .status();
+    match status {
+        Ok(s) if s.success() => {}
+        _ => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("could not create schema {schema} with psql");
+            }
+            eprintln!("skipping: psql could not create schema {schema}");
+            return None;
+        }
+    }
+    Some(format!("{base}?options=-c%20search_path%3D{schema}"))
+}
+
+#[test]
+fn postgres_master_is_seeded_and_cached() {
+    let schema = format!("vlive_cli_{}", std::process::id());
+    let Some(url) = postgres_url(&schema) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let run: Run = Command::new(binary())
+        .current_dir(dir.path())
+        .args([
+            "--postgres",
+            &url,
+            "--debug",
+            "product",
+            "ipp=5",
+            "list",
+            "list",
+        ])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(found(&run), vec![5, 5]);
+    assert_eq!(outcomes(&run), vec!["miss", "populated", "hit"]);
+    let row = r#"{"name":"Bun","calories":100,"price":90,"is_deleted":false,"inventory_stock":3,"bakery_id":"rye_and_co"}"#;
+    let run: Run = Command::new(binary())
+        .current_dir(dir.path())
+        .args(["--postgres", &url, "product", "add", "p13_bun", row, "list"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(found(&run), vec![13]);
+    let _ = Command::new("psql")
+        .env("PGOPTIONS", "--client-min-messages=warning")
+        .args(["postgres://postgres@127.0.0.1:5432/test", "-qc"])
+        .arg(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .status();
+}
