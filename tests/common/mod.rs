@@ -57,3 +57,41 @@ pub fn extra_product(name: &str) -> Record<Value> {
 pub fn seed_len(entity: &str) -> usize {
     Model::load().entity(entity).rows.len()
 }
+
+/// `got` holds the same rows as `expected`, in the same order (`IndexMap`'s
+/// own `==` ignores order).
+pub fn assert_rows(got: &Rows, expected: &Rows, what: &str) {
+    let got_ids: Vec<_> = got.keys().collect();
+    let ids: Vec<_> = expected.keys().collect();
+    assert_eq!(got_ids, ids, "{what}: row ids and their order");
+    assert_eq!(got, expected, "{what}: row contents");
+}
+
+/// A cache backend under test and what keeps it alive.
+pub struct TestCache {
+    /// `MemCache` or `RedbCache`.
+    pub name: &'static str,
+    /// The backend.
+    pub cache: std::sync::Arc<dyn vantage_live::Cache>,
+    /// The redb folder, if any.
+    pub dir: Option<tempfile::TempDir>,
+}
+
+/// One fresh instance of every backend that stores: `MemCache` and a
+/// `RedbCache` in a temp folder.
+pub fn storing_caches() -> Vec<TestCache> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let redb = vantage_live::RedbCache::open(dir.path()).expect("open redb cache");
+    vec![
+        TestCache {
+            name: "MemCache",
+            cache: std::sync::Arc::new(vantage_live::MemCache::new()),
+            dir: None,
+        },
+        TestCache {
+            name: "RedbCache",
+            cache: std::sync::Arc::new(redb),
+            dir: Some(dir),
+        },
+    ]
+}
