@@ -1,9 +1,10 @@
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use futures_util::future::BoxFuture;
+use futures_util::future::{BoxFuture, FutureExt};
 use tower::{Service, ServiceExt};
 use vantage_core::{Result, VantageError};
 use vantage_types::Record;
@@ -24,6 +25,21 @@ pub(crate) struct Shared {
     /// slots older than an acknowledged write, so reads bypass it until an
     /// invalidation succeeds.
     poisoned: AtomicBool,
+    /// Master reads in flight, by slot and the fence they were started at.
+    flights: Mutex<HashMap<FlightKey, Flight>>,
+}
+
+/// What a flight answers: shared by every waiter.
+type FlightResult = std::result::Result<Arc<Response>, Arc<VantageError>>;
+type Flight = futures_util::future::Shared<BoxFuture<'static, FlightResult>>;
+
+/// A flight is joined only by reads of the same slot that saw the same epoch
+/// and cache generation (so no invalidation happened in between).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct FlightKey {
+    slot: String,
+    epoch: u64,
+    generation: Option<u64>,
 }
 
 impl Shared {
@@ -33,6 +49,7 @@ impl Shared {
             keys,
             epoch: AtomicU64::new(0),
             poisoned: AtomicBool::new(false),
+            flights: Mutex::new(HashMap::new()),
         }
     }
 
@@ -249,7 +266,8 @@ async fn read_through<S>(
     key: String,
 ) -> Result<Response>
 where
-    S: Service<Request, Response = Response, Error = VantageError>,
+    S: Service<Request, Response = Response, Error = VantageError> + Send + 'static,
+    S::Future: Send + 'static,
 {
     let cache_key = shared.keys.cache_key();
     if !shared.usable().await {
@@ -294,26 +312,99 @@ where
         }
     };
 
-    let response = inner.oneshot(request).await?;
-
-    let (Some(generation), Some(rows)) = (generation, kind.to_rows(&response)) else {
-        return Ok(response);
+    // Single flight: concurrent misses of one slot at one epoch and
+    // generation share one master read. A read issued after an invalidation
+    // sees a new epoch or generation, so it never joins an older flight.
+    let flight_key = FlightKey {
+        slot: key.clone(),
+        epoch,
+        generation,
     };
-    if shared.epoch.load(Ordering::Acquire) != epoch {
+    let flight = {
+        let mut flights = shared.flights.lock().unwrap_or_else(|e| e.into_inner());
+        match flights.get(&flight_key) {
+            Some(flight) => {
+                tracing::debug!(cache_key, slot = %key, outcome = "coalesced");
+                flight.clone()
+            }
+            None => {
+                let task = tokio::spawn(fetch_and_fill(
+                    inner,
+                    shared.clone(),
+                    request,
+                    kind,
+                    flight_key.clone(),
+                ));
+                let flight: Flight = async move {
+                    match task.await {
+                        Ok(result) => result,
+                        Err(join) => Err(Arc::new(vantage_core::error!(
+                            "the master read failed unexpectedly",
+                            details = join.to_string()
+                        ))),
+                    }
+                }
+                .boxed()
+                .shared();
+                flights.insert(flight_key, flight.clone());
+                flight
+            }
+        }
+    };
+    match flight.await {
+        Ok(response) => Ok(Arc::try_unwrap(response).unwrap_or_else(|shared| (*shared).clone())),
+        Err(error) => Err(shared_error(&error)),
+    }
+}
+
+/// One master read and fill, run on its own task so that a waiter giving up
+/// does not cancel it for the others.
+async fn fetch_and_fill<S>(
+    inner: S,
+    shared: Arc<Shared>,
+    request: Request,
+    kind: SlotKind,
+    flight: FlightKey,
+) -> FlightResult
+where
+    S: Service<Request, Response = Response, Error = VantageError>,
+{
+    let result = inner.oneshot(request).await;
+    if let Ok(response) = &result {
+        fill(&shared, kind, &flight, response).await;
+    }
+    // Later reads start a new flight (and find the slot filled).
+    shared
+        .flights
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&flight);
+    result.map(Arc::new).map_err(Arc::new)
+}
+
+/// Store `response` in its slot, unless an invalidation happened since the
+/// flight noted its epoch and generation.
+async fn fill(shared: &Shared, kind: SlotKind, flight: &FlightKey, response: &Response) {
+    let cache_key = shared.keys.cache_key();
+    let key = &flight.slot;
+    let (Some(generation), Some(rows)) = (flight.generation, kind.to_rows(response)) else {
+        return;
+    };
+    if shared.epoch.load(Ordering::Acquire) != flight.epoch {
         tracing::debug!(cache_key, slot = %key, "invalidated while reading; not filling");
-        return Ok(response);
+        return;
     }
     match shared
         .cache
-        .put_if_generation(&key, CachedRows::new(rows), generation)
+        .put_if_generation(key, CachedRows::new(rows), generation)
         .await
     {
         Ok(true) => {
             tracing::debug!(cache_key, slot = %key, outcome = "populated");
             // An invalidation of this stack may have slipped in between the
             // check above and the store; if so, the slot may hold old rows.
-            if shared.epoch.load(Ordering::Acquire) != epoch {
-                if let Err(error) = shared.cache.invalidate_prefix(&key).await {
+            if shared.epoch.load(Ordering::Acquire) != flight.epoch {
+                if let Err(error) = shared.cache.invalidate_prefix(key).await {
                     tracing::warn!(cache_key, slot = %key, %error, "could not drop a racing fill");
                 }
             }
@@ -328,7 +419,15 @@ where
             "cache store failed; served the master's rows"
         ),
     }
-    Ok(response)
+}
+
+/// Each waiter's own copy of a flight's error: the same message, with the
+/// shared original as its source.
+fn shared_error(error: &Arc<VantageError>) -> VantageError {
+    use vantage_core::Context;
+    Err::<(), _>(error.clone())
+        .context(VantageError::other(error.to_string()))
+        .unwrap_err()
 }
 
 async fn write_through<S>(inner: S, shared: Arc<Shared>, request: Request) -> Result<Response>
