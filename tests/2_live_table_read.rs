@@ -504,3 +504,170 @@ async fn master_changed_behind_the_back_shows_only_after_invalidation() {
         }
     }
 }
+
+#[tokio::test]
+async fn wrong_shaped_or_undecodable_slots_are_misses() {
+    // The cache is disposable: whatever a slot holds, a read answers with the
+    // master's rows, never with the slot's junk, and repairs the slot.
+    common::init_tracing();
+    let master = common::redb_master("product").await;
+    let seeded = common::seed_len("product") as i64;
+
+    // Wrong shapes, planted through the Cache trait.
+    let cache = Arc::new(MemCache::new());
+    let (wrapped, probe) = Instrumented::wrap(master.table.clone());
+    let live = LiveTable::new(wrapped, "products", cache.clone());
+    let junk = |field: &str, value: ciborium::Value| {
+        let mut record = vantage_types::Record::new();
+        record.insert(field.to_string(), value);
+        let mut rows = common::Rows::new();
+        rows.insert("count".to_string(), record);
+        vantage_live::CachedRows::new(rows)
+    };
+    // A count that is text, and an id slot with no row at all.
+    cache
+        .put(
+            &live.count_cache_key(),
+            junk("count", ciborium::Value::Text("12".into())),
+        )
+        .await
+        .unwrap();
+    cache
+        .put(
+            &live.id_cache_key(ID),
+            vantage_live::CachedRows::new(common::Rows::new()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(live.get_count().await.unwrap(), seeded);
+    assert_eq!(
+        live.get_value(&ID.to_string()).await.unwrap(),
+        master.table.get_value(&ID.to_string()).await.unwrap()
+    );
+    assert_eq!(probe.reads(), 2, "both junk slots were misses");
+    assert_eq!(live.get_count().await.unwrap(), seeded);
+    assert!(live.get_value(&ID.to_string()).await.unwrap().is_some());
+    assert_eq!(probe.reads(), 2, "both slots were repaired");
+
+    // Undecodable bytes in a RedbCache slot, planted with redb itself.
+    let dir = tempfile::tempdir().unwrap();
+    let key =
+        LiveTable::new(master.table.clone(), "products", Arc::new(NoCache)).page_cache_key(None);
+    {
+        let (namespace, slot) = vantage_live_layers::cache::split_key(&key);
+        let db = redb::Database::create(dir.path().join("vlive.redb")).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let name = format!("__vlive__{namespace}");
+            let def: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new(&name);
+            txn.open_table(def)
+                .unwrap()
+                .insert(slot, &b"\xff\xffnot cbor"[..])
+                .unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let cache: Arc<dyn Cache> = Arc::new(vantage_live::RedbCache::open(dir.path()).unwrap());
+    assert!(cache.get(&key).await.is_err(), "the slot really is junk");
+    let live = LiveTable::new(master.table.clone(), "products", cache.clone());
+    assert_rows(
+        &live.list_values().await.unwrap(),
+        &master_rows(&master.table, None).await,
+        "undecodable slot",
+    );
+    let repaired = cache.get(&key).await.expect("slot repaired by the fill");
+    assert!(repaired.is_some());
+}
+
+#[tokio::test]
+async fn awkward_ids_get_their_own_slots() {
+    common::init_tracing();
+    for master in common::embedded_masters("product").await {
+        let what = master.kind;
+        let ids = ["a/b", "a%2Fb", "a b", "ü-ñ 🥐", "x=1&y=2", "%"];
+        for (i, id) in ids.iter().enumerate() {
+            master
+                .table
+                .insert_value(&id.to_string(), &extra_product(&format!("awkward {i}")))
+                .await
+                .unwrap();
+        }
+        let cache = Arc::new(MemCache::new());
+        let (wrapped, probe) = Instrumented::wrap(master.table.clone());
+        let live = LiveTable::new(wrapped, "products", cache.clone());
+        let keys: Vec<String> = ids.iter().map(|id| live.id_cache_key(id)).collect();
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b, "{what}");
+            }
+        }
+        for (i, id) in ids.iter().enumerate() {
+            let row = live.get_value(&id.to_string()).await.unwrap();
+            let name = row.expect("inserted")["name"].clone();
+            assert_eq!(
+                name,
+                ciborium::Value::Text(format!("awkward {i}")),
+                "{what}: {id}"
+            );
+        }
+        probe.set_down(true);
+        for (i, id) in ids.iter().enumerate() {
+            let row = live.get_value(&id.to_string()).await.unwrap();
+            assert_eq!(
+                row.expect("hit")["name"],
+                ciborium::Value::Text(format!("awkward {i}")),
+                "{what}: hit {id}"
+            );
+        }
+        assert_eq!(probe.reads(), ids.len(), "{what}");
+    }
+}
+
+#[tokio::test]
+async fn any_cache_key_text_works_and_stays_isolated() {
+    common::init_tracing();
+    let master = common::redb_master("product").await;
+    let cache_keys = [
+        String::new(),
+        "a".to_string(),
+        "a/b".to_string(),
+        "shop".to_string(),
+        "shopping".to_string(),
+        "ünï cødé / 🥐".to_string(),
+        "k".repeat(1024),
+    ];
+    for tc in common::storing_caches() {
+        let (wrapped, probe) = Instrumented::wrap(master.table.clone());
+        let lives: Vec<LiveTable> = cache_keys
+            .iter()
+            .map(|k| LiveTable::new(wrapped.clone(), k.clone(), tc.cache.clone()))
+            .collect();
+        for live in &lives {
+            live.list_values().await.unwrap();
+        }
+        assert_eq!(probe.reads(), lives.len(), "{}: one fill each", tc.name);
+        for live in &lives {
+            live.list_values().await.unwrap();
+        }
+        assert_eq!(probe.reads(), lives.len(), "{}: all hits", tc.name);
+
+        // Dropping one cache_key leaves the others, prefixes of it included.
+        for (i, live) in lives.iter().enumerate() {
+            tc.cache
+                .invalidate_prefix(SlotKeys::new(live.cache_key()).prefix())
+                .await
+                .unwrap();
+            let before = probe.reads();
+            for other in &lives {
+                other.list_values().await.unwrap();
+            }
+            assert_eq!(
+                probe.reads(),
+                before + 1,
+                "{}: dropping {:?} (#{i}) refetched only itself",
+                tc.name,
+                live.cache_key().chars().take(20).collect::<String>()
+            );
+        }
+    }
+}
