@@ -853,6 +853,70 @@ async fn redb_undecodable_slot_is_an_error_not_a_panic() {
     assert!(cache.get(&key).await.unwrap().is_none());
 }
 
+/// Set by `redb_acknowledged_invalidation_survives_a_crash` for its child.
+const CRASH_DIR_VAR: &str = "VLIVE_TEST_CRASH_DIR";
+
+/// The child process of `redb_acknowledged_invalidation_survives_a_crash`:
+/// opens the cache, invalidates one cache_key, and aborts without closing.
+/// Does nothing unless that test spawned it.
+#[test]
+#[ignore = "helper: the child process of redb_acknowledged_invalidation_survives_a_crash"]
+fn redb_crash_child() {
+    let Ok(folder) = std::env::var(CRASH_DIR_VAR) else {
+        return;
+    };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let cache = RedbCache::open(&folder).unwrap();
+        cache
+            .invalidate_prefix(SlotKeys::new("dropped").prefix())
+            .await
+            .unwrap();
+    });
+    println!("invalidation acknowledged; aborting");
+    std::process::abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redb_acknowledged_invalidation_survives_a_crash() {
+    // "After a crash, a slot dropped by an acknowledged write never comes
+    // back": the process dies right after the invalidation returns.
+    let dir = tempfile::tempdir().unwrap();
+    let dropped = slots(&SlotKeys::new("dropped"));
+    let kept = slots(&SlotKeys::new("kept"));
+    {
+        let cache = RedbCache::open(dir.path()).unwrap();
+        for key in dropped.iter().chain(&kept) {
+            cache.put(key, rows(key)).await.unwrap();
+        }
+    } // closed cleanly: everything so far is durable
+
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "redb_crash_child", "--nocapture"])
+        .env(CRASH_DIR_VAR, dir.path())
+        .output()
+        .expect("spawn the crashing child");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("invalidation acknowledged; aborting"),
+        "the child did not get to its invalidation: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!output.status.success(), "the child was meant to abort");
+
+    let cache = RedbCache::open(dir.path()).expect("open after a crash");
+    for key in &dropped {
+        assert!(
+            cache.get(key).await.unwrap().is_none(),
+            "{key}: an acknowledged invalidation was lost in the crash"
+        );
+    }
+    for key in &kept {
+        let got = cache.get(key).await.unwrap().expect("durable slot kept");
+        assert_identical(&rows(key), &got, key);
+    }
+}
+
 // ── the CBOR codec ────────────────────────────────────────────────────────
 
 #[test]
