@@ -917,6 +917,60 @@ async fn redb_acknowledged_invalidation_survives_a_crash() {
     }
 }
 
+/// Set by `redb_open_in_another_process_is_already_open` for its child.
+const HOLD_DIR_VAR: &str = "VLIVE_TEST_HOLD_DIR";
+
+/// The child process of `redb_open_in_another_process_is_already_open`:
+/// holds the cache open until its stdin closes. Does nothing unless that
+/// test spawned it.
+#[test]
+#[ignore = "helper: the child process of redb_open_in_another_process_is_already_open"]
+fn redb_hold_open_child() {
+    use std::io::{Read, Write};
+    let Ok(folder) = std::env::var(HOLD_DIR_VAR) else {
+        return;
+    };
+    let cache = RedbCache::open(&folder).unwrap();
+    println!("cache open");
+    std::io::stdout().flush().unwrap();
+    let mut rest = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut rest);
+    drop(cache);
+}
+
+#[test]
+fn redb_open_in_another_process_is_already_open() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "redb_hold_open_child",
+            "--nocapture",
+        ])
+        .env(HOLD_DIR_VAR, dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the child holding the cache");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let opened = lines.any(|line| line.map(|l| l.contains("cache open")).unwrap_or(false));
+    assert!(opened, "the child did not open the cache");
+
+    let err = RedbCache::open(dir.path()).expect_err("open while another process holds it");
+    assert!(
+        matches!(err, OpenCacheError::AlreadyOpen { .. }),
+        "expected AlreadyOpen, got {err:?}"
+    );
+    assert!(err.to_string().contains(&dir.path().display().to_string()));
+
+    drop(child.stdin.take()); // let the child close the cache and exit
+    assert!(child.wait().unwrap().success());
+    RedbCache::open(dir.path()).expect("open once the other process is gone");
+}
+
 // ── the CBOR codec ────────────────────────────────────────────────────────
 
 #[test]

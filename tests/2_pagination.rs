@@ -288,7 +288,7 @@ async fn concurrent_pages_from_clones_run_in_parallel_without_cross_talk() {
             futures_util::future::join_all(tasks),
         )
         .await
-        .unwrap_or_else(|_| panic!("{what}: cold reads of different pages did not overlap"));
+        .unwrap_or_else(|_| panic!("{what}: cold reads of distinct slots never all reached the master together (serialised somewhere, or two slots shared one read)"));
         probe.ungate();
         for ((pagination, result), rows) in views.iter().zip(results).zip(&expected) {
             let got = result.unwrap().unwrap();
