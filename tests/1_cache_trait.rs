@@ -97,6 +97,8 @@ contract!(
     every_cbor_value_kind_round_trips,
     generation_fences_stale_fills,
     raw_prefixes_have_string_semantics,
+    concurrent_use_keeps_slots_apart,
+    fill_racing_an_invalidation_never_survives,
 );
 
 // ── helpers ───────────────────────────────────────────────────────────────
@@ -603,6 +605,71 @@ async fn raw_prefixes_have_string_semantics(b: Backend) {
     b.cache.invalidate_prefix("").await.unwrap();
     for key in keys {
         expect_slot(&b, key, None).await;
+    }
+}
+
+/// Many tasks at once, each on its own slots: everyone reads back their own.
+async fn concurrent_use_keeps_slots_apart(b: Backend) {
+    let b = Arc::new(b);
+    let tasks: Vec<_> = (0..16)
+        .map(|t| {
+            let b = b.clone();
+            tokio::spawn(async move {
+                let k = SlotKeys::new(format!("task {}", t % 4));
+                for round in 0..5 {
+                    let key = k.id(&View::new(), &format!("{t}-{round}"));
+                    let mine = rows(&format!("{t}/{round}"));
+                    put(&b, &key, &mine).await;
+                    expect_slot(&b, &key, Some(&mine)).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task panicked");
+    }
+    for t in 0..16 {
+        let k = SlotKeys::new(format!("task {}", t % 4));
+        for round in 0..5 {
+            let key = k.id(&View::new(), &format!("{t}-{round}"));
+            expect_slot(&b, &key, Some(&rows(&format!("{t}/{round}")))).await;
+        }
+    }
+}
+
+/// A fenced fill and an invalidation race; whichever wins, once both are
+/// done the slot is empty: either the fill came first and was dropped, or it
+/// came second and was refused. (Check-and-store must be atomic with respect
+/// to `invalidate_prefix`.)
+async fn fill_racing_an_invalidation_never_survives(b: Backend) {
+    let b = Arc::new(b);
+    let k = SlotKeys::new("raced");
+    let key = k.list(&View::new());
+    let mut stored_before_drop = 0;
+    for round in 0..100 {
+        let generation = b.cache.generation(&key).await.unwrap();
+        let fill = {
+            let (b, key) = (b.clone(), key.clone());
+            tokio::spawn(async move {
+                b.cache
+                    .put_if_generation(&key, rows(&format!("fill {round}")), generation)
+                    .await
+                    .unwrap()
+            })
+        };
+        let drop = {
+            let (b, prefix) = (b.clone(), k.prefix().to_string());
+            tokio::spawn(async move { b.cache.invalidate_prefix(&prefix).await.unwrap() })
+        };
+        let (stored, dropped) = tokio::join!(fill, drop);
+        dropped.unwrap();
+        if stored.unwrap() {
+            stored_before_drop += 1;
+        }
+        expect_slot(&b, &key, None).await;
+    }
+    if !b.stores {
+        assert_eq!(stored_before_drop, 0, "{}: stores nothing", b.name);
     }
 }
 
