@@ -35,7 +35,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The master: a SQLite file, created and seeded on first run.
     let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/quickstart");
     std::fs::create_dir_all(&folder)?;
-    let url = format!("sqlite://{}?mode=rwc", folder.join("bakery.sqlite").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        folder.join("bakery.sqlite").display()
+    );
     let db = SqliteDB::connect(&url).await?;
     let mut columns = vec![format!("\"{}\" TEXT PRIMARY KEY", product.id)];
     columns.extend(
@@ -65,14 +68,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cache = Arc::new(MemCache::new());
     let live = LiveTable::new(master, "products", cache.clone());
 
-    for attempt in ["first (miss: reads SQLite)", "second (hit: served from the cache)"] {
+    for attempt in [
+        "first (miss: reads SQLite)",
+        "second (hit: served from the cache)",
+    ] {
         let started = Instant::now();
         let rows = live.list_values().await?;
-        println!(
-            "{attempt}: {} rows in {:?}",
-            rows.len(),
-            started.elapsed()
-        );
+        println!("{attempt}: {} rows in {:?}", rows.len(), started.elapsed());
     }
     let slot = live.page_cache_key(None);
     let cached = cache.get(&slot).await?.map(|c| c.rows.len());
