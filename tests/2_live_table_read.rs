@@ -10,7 +10,7 @@ use vantage_live::{Cache, LiveTable, MemCache};
 #[tokio::test]
 async fn miss_then_fill_then_hit() {
     common::init_tracing();
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         let cache = Arc::new(MemCache::new());
         let live = LiveTable::new(master.table.clone(), "products", cache.clone());
         let key = live.page_cache_key(None);

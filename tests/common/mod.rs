@@ -3,9 +3,11 @@
 
 pub mod bakery;
 pub mod masters;
+pub mod postgres;
 
 pub use bakery::Model;
 pub use masters::{embedded_masters, redb_master, seed, sqlite_master, Master};
+pub use postgres::{all_masters, postgres_master, PgSchema};
 
 /// Install a test subscriber once; `RUST_LOG=vantage_live=debug` shows the
 /// cache and queue activity.
