@@ -88,7 +88,11 @@ pub async fn pg_available(test: &str) -> bool {
 #[macro_export]
 macro_rules! require_postgres {
     () => {
-        if !common::postgres::pg_available(module_path!()).await {
+        fn here() {}
+        let test = std::any::type_name_of_val(&here)
+            .trim_end_matches("::here")
+            .replace("::{{closure}}", "");
+        if !common::postgres::pg_available(&test).await {
             return;
         }
     };
