@@ -27,7 +27,7 @@ use super::{LiveEvent, LiveStream};
 /// Once `LISTEN` is in place the stream yields one [`LiveEvent::Changed`]:
 /// changes committed before that moment were not heard. If the connection
 /// cannot be made, or is lost, or fails, the stream ends (with an `info!` or
-/// `warn!`); [`InvalidateOnEventLayer`](crate::vantage_live_layers::InvalidateOnEventLayer)
+/// `warn!`); [`InvalidateOnEventLayer`](crate::InvalidateOnEventLayer)
 /// (and so a [`LiveTable`](crate::LiveTable)) then subscribes again with
 /// backoff and drops the cache_key, since notifications sent while nobody
 /// listened are gone. The connection URL is never logged.

@@ -20,13 +20,14 @@ use vantage_table::traits::table_like::TableLike;
 /// The stack a [`LiveTable`] runs its requests through, outermost first.
 ///
 /// Order matters: the cache layer sits directly on the table service so that
-/// a write's invalidation is part of the write itself.
+/// a write's invalidation is part of the write itself. With a live stream
+/// ([`LiveTable::with_live_stream`]) the stack is `Either::Left`, with
+/// [`InvalidateOnEvent`] outermost: it passes requests through and its
+/// background task lives exactly as long as the stack. Without one it is
+/// `Either::Right`, the core stack alone (`CacheService<TableService>`).
 pub type LiveStack = Either<InvalidateOnEvent<CoreStack>, CoreStack>;
 
-/// The stack below the event layer (which is there only with a live stream:
-/// `Either::Left` then, `Either::Right` without one). The event layer passes
-/// requests through; it sits outermost so that the stack's lifetime is its
-/// task's.
+/// The stack below the event layer.
 type CoreStack = CacheService<TableService>;
 
 /// A table with a cache in front: reads come from the cache when they can and
