@@ -63,16 +63,28 @@
 //! [`MemCache`] (moka, in memory), [`RedbCache`] (one redb file on disk,
 //! survives restarts) and [`NoCache`] (stores nothing: the parity check).
 //! Implement [`Cache`] for your own.
+//!
+//! # Live events
+//!
+//! [`LiveTable::with_live_stream`] keeps the cache honest without polling: a
+//! [`LiveStream`] (your own, [`ManualLiveStream`], or `PgNotifyLiveStream` for
+//! PostgreSQL `LISTEN`/`NOTIFY` with the `postgres` feature) reports changes
+//! made anywhere, and every [`LiveEvent`] drops the cache_key.
 
 #![warn(missing_docs, missing_debug_implementations)]
 #![forbid(unsafe_code)]
 
 pub mod cache;
+pub mod live_stream;
 mod live_table;
 
 pub use cache::{Cache, CachedRows, MemCache, NoCache, RedbCache};
+#[cfg(feature = "postgres")]
+pub use live_stream::{install_notify_trigger, parse_notify_payload, PgNotifyLiveStream};
+pub use live_stream::{LiveEvent, LiveStream, ManualLiveStream};
 pub use live_table::{LiveStack, LiveTable};
 pub use vantage_live_layers::{CacheLayer, Request, Response, TableService, View, WriteRequest};
+pub use vantage_live_layers::{EventStats, EventStatus, InvalidateOnEventLayer};
 
 /// The layers crate, re-exported: build your own stack from its pieces.
 pub use vantage_live_layers;

@@ -28,7 +28,7 @@ const OTHER_ID: &str = "p07_pain_au_chocolat";
 #[tokio::test]
 async fn miss_then_fill_then_hit() {
     common::init_tracing();
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         let cache = Arc::new(MemCache::new());
         let live = LiveTable::new(master.table.clone(), "products", cache.clone());
         let key = live.page_cache_key(None);

@@ -7,6 +7,7 @@
 //! behaviour in front of it:
 //!
 //! - [`CacheLayer`]: reads served from a [`Cache`], writes invalidate it.
+//! - [`InvalidateOnEventLayer`]: a [`LiveStream`]'s events invalidate it.
 //!
 //! Each layer stands alone; compose them with `tower::ServiceBuilder`.
 //!
@@ -26,9 +27,13 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
+pub mod invalidate_on_event;
+pub mod live_stream;
 pub mod request;
 pub mod table;
 
-pub use cache::{Cache, CacheLayer, CacheService, CachedRows, NoCache, SlotKeys};
+pub use cache::{Cache, CacheLayer, CacheService, CachedRows, Invalidator, NoCache, SlotKeys};
+pub use invalidate_on_event::{EventStats, EventStatus, InvalidateOnEvent, InvalidateOnEventLayer};
+pub use live_stream::{LiveEvent, LiveStream, ManualLiveStream};
 pub use request::{Request, Response, Rows, Value, View, WriteRequest};
 pub use table::{uuid_v7_id, IdGenerator, TableService};

@@ -6,10 +6,12 @@ mod value_set;
 use std::fmt;
 use std::sync::Arc;
 
+use tower::util::{option_layer, Either};
 use tower::{Layer, ServiceExt};
 use vantage_core::Result;
 use vantage_live_layers::{
-    Cache, CacheLayer, CacheService, IdGenerator, Request, Response, SlotKeys, TableService, View,
+    Cache, CacheLayer, CacheService, EventStatus, IdGenerator, InvalidateOnEvent,
+    InvalidateOnEventLayer, LiveStream, Request, Response, SlotKeys, TableService, View,
 };
 use vantage_table::any::AnyTable;
 use vantage_table::pagination::Pagination;
@@ -18,8 +20,15 @@ use vantage_table::traits::table_like::TableLike;
 /// The stack a [`LiveTable`] runs its requests through, outermost first.
 ///
 /// Order matters: the cache layer sits directly on the table service so that
-/// a write's invalidation is part of the write itself.
-pub type LiveStack = CacheService<TableService>;
+/// a write's invalidation is part of the write itself. With a live stream
+/// ([`LiveTable::with_live_stream`]) the stack is `Either::Left`, with
+/// [`InvalidateOnEvent`] outermost: it passes requests through and its
+/// background task lives exactly as long as the stack. Without one it is
+/// `Either::Right`, the core stack alone (`CacheService<TableService>`).
+pub type LiveStack = Either<InvalidateOnEvent<CoreStack>, CoreStack>;
+
+/// The stack below the event layer.
+type CoreStack = CacheService<TableService>;
 
 /// A table with a cache in front: reads come from the cache when they can and
 /// fill it when they cannot, writes go to the master and drop the cache_key.
@@ -93,6 +102,7 @@ struct Config {
     master_ipp: Option<i64>,
     write_target: Option<AnyTable>,
     ids: Option<IdGenerator>,
+    live_stream: Option<Arc<dyn LiveStream>>,
 }
 
 impl Config {
@@ -105,9 +115,13 @@ impl Config {
             table = table.with_id_generator(ids.clone());
         }
         let cache = CacheLayer::new(self.cache.clone(), self.cache_key.clone());
+        let events = self
+            .live_stream
+            .clone()
+            .map(|stream| InvalidateOnEventLayer::new(stream, cache.invalidator()));
         Shared {
             keys: cache.slot_keys().clone(),
-            stack: cache.layer(table),
+            stack: option_layer(events).layer(cache.layer(table)),
             config: self,
         }
     }
@@ -130,6 +144,7 @@ impl LiveTable {
             master_ipp: None,
             write_target: None,
             ids: None,
+            live_stream: None,
         };
         tracing::info!(cache_key = %config.cache_key, "LiveTable constructed");
         Self {
@@ -176,6 +191,31 @@ impl LiveTable {
     pub fn with_id_generator(self, ids: impl Fn() -> String + Send + Sync + 'static) -> Self {
         let ids: IdGenerator = Arc::new(ids);
         self.rebuild(|c| c.ids = Some(ids))
+    }
+
+    /// Keep the cache honest with `stream`: every event it yields drops the
+    /// whole cache_key, so changes made outside this LiveTable (another
+    /// process, plain SQL, a trigger) show up in the next reads.
+    ///
+    /// A background task consumes the stream. It starts now if called inside
+    /// a tokio runtime, else on the first read or write. A stream that ends
+    /// is subscribed again with bounded, jittered backoff, and each
+    /// subscription drops the cache_key (events may have been missed). The
+    /// task ends when the last clone of this LiveTable is dropped. See
+    /// [`InvalidateOnEventLayer`] for the details and
+    /// [`LiveTable::live_stream_status`] to watch it.
+    pub fn with_live_stream(self, stream: Arc<dyn LiveStream>) -> Self {
+        self.rebuild(|c| c.live_stream = Some(stream))
+    }
+
+    /// Watch the live-stream task (`None` without
+    /// [`with_live_stream`](LiveTable::with_live_stream)): subscriptions,
+    /// events handled, whether it is subscribed.
+    pub fn live_stream_status(&self) -> Option<EventStatus> {
+        match &self.shared.stack {
+            Either::Left(events) => Some(events.status()),
+            Either::Right(_) => None,
+        }
     }
 
     /// The master's items per page, as given to [`LiveTable::with_master_ipp`].

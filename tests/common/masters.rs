@@ -1,5 +1,6 @@
 //! Real masters, seeded with the bakery model: a `vantage-redb` table in a
-//! temp file and a `vantage-sql` SQLite table in a temp file.
+//! temp file and a `vantage-sql` SQLite table in a temp file. The PostgreSQL
+//! master is in `postgres.rs`.
 
 use tempfile::TempDir;
 use vantage_dataset::prelude::WritableValueSet;
@@ -17,18 +18,23 @@ use super::bakery::{ColumnType, Entity, Model};
 
 /// A seeded master and what keeps it alive.
 pub struct Master {
-    /// Which backend: `redb` or `sqlite`.
+    /// Which backend: `redb`, `sqlite` or `postgres`.
     pub kind: &'static str,
     /// The master table.
     pub table: AnyTable,
     /// The SQLite handle, to break the connection in tests.
     pub sqlite: Option<SqliteDB>,
-    /// The folder holding the database file.
+    /// The folder holding the database file (empty for PostgreSQL).
     pub dir: TempDir,
+    /// The PostgreSQL schema the table lives in, for plain SQL beside it.
+    pub postgres: Option<super::postgres::PgSchema>,
 }
 
 /// Declare `entity`'s columns on a table of any backend.
-fn with_columns<T>(mut table: Table<T, EmptyEntity>, entity: &Entity) -> Table<T, EmptyEntity>
+pub(crate) fn with_columns<T>(
+    mut table: Table<T, EmptyEntity>,
+    entity: &Entity,
+) -> Table<T, EmptyEntity>
 where
     T: TableSource,
     T::Id: std::fmt::Debug,
@@ -68,6 +74,7 @@ pub async fn redb_master(entity_name: &str) -> Master {
         table,
         sqlite: None,
         dir,
+        postgres: None,
     }
 }
 
@@ -94,6 +101,7 @@ pub async fn sqlite_master(entity_name: &str) -> Master {
         table,
         sqlite: Some(db),
         dir,
+        postgres: None,
     }
 }
 

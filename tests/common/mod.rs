@@ -4,10 +4,12 @@
 pub mod bakery;
 pub mod instrumented;
 pub mod masters;
+pub mod postgres;
 
 pub use bakery::Model;
 pub use instrumented::{Instrumented, Probe, DOWN};
 pub use masters::{embedded_masters, redb_master, seed, sqlite_master, Master};
+pub use postgres::{all_masters, postgres_master, PgSchema};
 
 use ciborium::Value;
 use indexmap::IndexMap;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use tower::Layer;
 
 use super::backend::Cache;
+use super::invalidator::Invalidator;
 use super::service::{CacheService, Shared};
 use super::slot::SlotKeys;
 
@@ -28,6 +29,13 @@ impl CacheLayer {
     /// The slot keys of this layer's cache_key.
     pub fn slot_keys(&self) -> &SlotKeys {
         &self.shared.keys
+    }
+
+    /// A handle that drops this layer's cache_key the way a successful write
+    /// does, sharing the layer's no-stale-fill fence. Event sources use it
+    /// (see [`InvalidateOnEventLayer`](crate::InvalidateOnEventLayer)).
+    pub fn invalidator(&self) -> Invalidator {
+        Invalidator::new(self.shared.clone())
     }
 }
 

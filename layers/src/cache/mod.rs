@@ -49,11 +49,13 @@
 //! ```
 
 mod backend;
+mod invalidator;
 mod layer;
 mod service;
 mod slot;
 
 pub use self::backend::{Cache, CachedRows, NoCache};
+pub use self::invalidator::Invalidator;
 pub use self::layer::CacheLayer;
 pub use self::service::CacheService;
 pub use self::slot::{split_key, SlotKeys};

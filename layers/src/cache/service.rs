@@ -55,7 +55,7 @@ impl Shared {
 
     /// Drop every slot of this cache_key. If the backend fails, the cache_key
     /// is poisoned: reads bypass the backend until an invalidation succeeds.
-    async fn invalidate(&self) -> Result<()> {
+    pub(crate) async fn invalidate(&self) -> Result<()> {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         match self.cache.invalidate_prefix(self.keys.prefix()).await {
             Ok(()) => {
@@ -187,6 +187,7 @@ impl SlotKind {
 
     /// The response a cached slot answers with, or `None` if the slot does not
     /// have this kind's shape (then it is treated as a miss).
+    #[allow(clippy::wrong_self_convention)] // `self` is the kind, not the rows
     fn from_rows(self, rows: Rows) -> Option<Response> {
         match self {
             SlotKind::List => Some(Response::Rows(rows)),

@@ -1,0 +1,48 @@
+use std::fmt;
+use std::sync::Arc;
+
+use vantage_core::Result;
+
+use super::service::Shared;
+
+/// A handle that drops every slot of one [`CacheLayer`](super::CacheLayer)'s
+/// cache_key, exactly as a successful write through the layer does.
+///
+/// Get one from [`CacheLayer::invalidator`](super::CacheLayer::invalidator).
+/// Its invalidations share the layer's guarantees: a read that missed and is
+/// still fetching when [`invalidate`](Invalidator::invalidate) is called does
+/// not install its rows (no stale fill), and a failing backend makes the
+/// layer's reads bypass the cache until an invalidation succeeds.
+///
+/// Cheap to clone; clones invalidate the same cache_key.
+#[derive(Clone)]
+pub struct Invalidator {
+    shared: Arc<Shared>,
+}
+
+impl Invalidator {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// Drop every slot of the cache_key.
+    ///
+    /// On error the cache_key is poisoned (reads bypass the backend) until a
+    /// later invalidation succeeds; the error is the backend's.
+    pub async fn invalidate(&self) -> Result<()> {
+        self.shared.invalidate().await
+    }
+
+    /// The cache_key this handle invalidates.
+    pub fn cache_key(&self) -> &str {
+        self.shared.keys.cache_key()
+    }
+}
+
+impl fmt::Debug for Invalidator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Invalidator")
+            .field("cache_key", &self.cache_key())
+            .finish()
+    }
+}

@@ -1,0 +1,15 @@
+//! Live streams: the [`LiveStream`] trait and its sources.
+//!
+//! The trait, [`LiveEvent`] and [`ManualLiveStream`] come from
+//! `vantage-live-layers` and are re-exported at the crate root. This module
+//! adds real sources:
+//!
+//! - `PgNotifyLiveStream` (cargo feature `postgres`): PostgreSQL
+//!   `LISTEN`/`NOTIFY`, with a helper that installs the notifying trigger.
+
+#[cfg(feature = "postgres")]
+mod postgres;
+
+#[cfg(feature = "postgres")]
+pub use self::postgres::{install_notify_trigger, parse_notify_payload, PgNotifyLiveStream};
+pub use vantage_live_layers::live_stream::{LiveEvent, LiveStream, ManualLiveStream};
