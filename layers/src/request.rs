@@ -127,7 +127,7 @@ pub enum Request {
     /// Count the rows of the whole view. Pagination never applies: the SQL
     /// backends refuse a paginated count. Answers [`Response::Count`].
     Count(View),
-    /// A write. Answers as [`WriteRequest::response_kind`] says.
+    /// A write. Each [`WriteRequest`] variant says what it answers.
     Write(WriteRequest),
 }
 

@@ -126,7 +126,8 @@ impl fmt::Display for OpenCacheError {
             ),
             OpenCacheError::Io { folder, source } => write!(
                 f,
-                "cannot read or write the cache file {}: {source}",
+                "cannot read or write the cache file {}: {source}; \
+                 the cache is disposable: delete it to reset the cache",
                 folder.join(FILE_NAME).display()
             ),
         }
@@ -344,14 +345,19 @@ impl Inner {
                 let mut table = txn
                     .open_table(slots_table(&name))
                     .map_err(|e| redb_error("redb cache: cannot open table", e))?;
-                let doomed: Vec<String> = table
+                let mut doomed: Vec<String> = Vec::new();
+                for entry in table
                     .range(within..)
                     .map_err(|e| redb_error("redb cache: range failed", e))?
-                    .map_while(|entry| {
-                        let key = entry.ok()?.0.value().to_string();
-                        key.starts_with(within).then_some(key)
-                    })
-                    .collect();
+                {
+                    // A read error must fail the invalidation, not cut it short.
+                    let (key, _) = entry.map_err(|e| redb_error("redb cache: scan failed", e))?;
+                    let key = key.value();
+                    if !key.starts_with(within) {
+                        break;
+                    }
+                    doomed.push(key.to_string());
+                }
                 for key in doomed {
                     table
                         .remove(key.as_str())

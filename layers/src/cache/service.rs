@@ -165,7 +165,7 @@ const COUNT_ROW: &str = "count";
 impl SlotKind {
     /// The rows to store for `response`, or `None` if it is not cached (a
     /// missing row is not cached: the next read asks again).
-    fn to_rows(self, response: &Response) -> Option<Rows> {
+    fn rows_of(self, response: &Response) -> Option<Rows> {
         match (self, response) {
             (SlotKind::List, Response::Rows(rows)) => Some(rows.clone()),
             (SlotKind::Row, Response::Row(Some(record))) => {
@@ -187,8 +187,7 @@ impl SlotKind {
 
     /// The response a cached slot answers with, or `None` if the slot does not
     /// have this kind's shape (then it is treated as a miss).
-    #[allow(clippy::wrong_self_convention)] // `self` is the kind, not the rows
-    fn from_rows(self, rows: Rows) -> Option<Response> {
+    fn response_from_rows(self, rows: Rows) -> Option<Response> {
         match self {
             SlotKind::List => Some(Response::Rows(rows)),
             SlotKind::Row => {
@@ -281,7 +280,7 @@ where
         return inner.oneshot(request).await;
     }
     match shared.cache.get(&key).await {
-        Ok(Some(cached)) => match kind.from_rows(cached.rows) {
+        Ok(Some(cached)) => match kind.response_from_rows(cached.rows) {
             Some(response) => {
                 tracing::debug!(cache_key, slot = %key, outcome = "hit");
                 return Ok(response);
@@ -388,7 +387,7 @@ where
 async fn fill(shared: &Shared, kind: SlotKind, flight: &FlightKey, response: &Response) {
     let cache_key = shared.keys.cache_key();
     let key = &flight.slot;
-    let (Some(generation), Some(rows)) = (flight.generation, kind.to_rows(response)) else {
+    let (Some(generation), Some(rows)) = (flight.generation, kind.rows_of(response)) else {
         return;
     };
     if shared.epoch.load(Ordering::Acquire) != flight.epoch {
