@@ -170,7 +170,7 @@ impl SlotKind {
 
     /// The response a cached slot answers with, or `None` if the slot does not
     /// have this kind's shape (then it is treated as a miss).
-    fn from_rows(self, rows: Rows) -> Option<Response> {
+    fn to_response(self, rows: Rows) -> Option<Response> {
         match self {
             SlotKind::List => Some(Response::Rows(rows)),
             SlotKind::Row => {
@@ -262,7 +262,7 @@ where
         return inner.oneshot(request).await;
     }
     match shared.cache.get(&key).await {
-        Ok(Some(cached)) => match kind.from_rows(cached.rows) {
+        Ok(Some(cached)) => match kind.to_response(cached.rows) {
             Some(response) => {
                 tracing::debug!(cache_key, slot = %key, outcome = "hit");
                 return Ok(response);
