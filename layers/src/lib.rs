@@ -7,6 +7,9 @@
 //! behaviour in front of it:
 //!
 //! - [`CacheLayer`]: reads served from a [`Cache`], writes invalidate it.
+//! - [`WriteQueueLayer`]: writes applied one at a time, first in first out,
+//!   on a bounded queue (tower's `Buffer`); a write that entered the queue is
+//!   applied even if its caller gives up; reads pass by.
 //!
 //! Each layer stands alone; compose them with `tower::ServiceBuilder`.
 //!
@@ -28,7 +31,9 @@
 pub mod cache;
 pub mod request;
 pub mod table;
+pub mod write_queue;
 
 pub use cache::{Cache, CacheLayer, CacheService, CachedRows, NoCache, SlotKeys};
 pub use request::{Request, Response, Rows, Value, View, WriteRequest};
 pub use table::{uuid_v7_id, IdGenerator, TableService};
+pub use write_queue::{WriteQueue, WriteQueueLayer};
