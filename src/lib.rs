@@ -13,3 +13,4 @@ mod live_table;
 
 pub use cache::{Cache, CachedRows, MemCache, NoCache, RedbCache};
 pub use live_table::{LiveStack, LiveTable};
+pub use vantage_live_layers::write_queue::error::{QueueClosed, WritePanicked};
