@@ -20,8 +20,9 @@
 //!   applied in the order they entered, each only after the previous one has
 //!   finished: its whole inner future, including a cache layer's
 //!   invalidation, has completed. Clones of one `WriteQueue` share the queue.
-//!   To fix the order of writes, await one before starting the next, or poll
-//!   their futures in order from one task.
+//!   Writes started concurrently enter in whatever order their futures get
+//!   polled; to fix the order of two writes, await the first before starting
+//!   the second.
 //! - **Detached completion.** Once a write has entered the queue it is
 //!   applied even if its caller drops the future (a UI that navigates away,
 //!   a `tokio::time::timeout`). Fire-and-forget callers can still
