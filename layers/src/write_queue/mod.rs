@@ -29,9 +29,9 @@
 //!   `tokio::spawn` the call.
 //! - **Each caller gets its own reply**: the inner service's result for its
 //!   own write, never another's.
-//! - **Reads never wait behind writes.** [`WriteQueue::poll_ready`] is always
-//!   ready; a read calls (a clone of) the inner service directly and never
-//!   touches the queue, so a long or full queue does not hold it up.
+//! - **Reads never wait behind writes.** A [`WriteQueue`] is always ready;
+//!   a read calls (a clone of) the inner service directly and never touches
+//!   the queue, so a long or full queue does not hold it up.
 //!
 //! ## How a dropped caller's write is kept alive
 //!
@@ -52,8 +52,9 @@
 //!    that task's `JoinHandle`; dropping it detaches, it does not cancel.
 //! 3. The spawned task holds the single permit of a semaphore until the write
 //!    has finished, and the one-at-a-time service is not ready without that
-//!    permit. The buffer's worker waits for readiness before it dequeues the
-//!    next write, so the next write starts only after the previous one ended.
+//!    permit. The buffer's worker waits for readiness before it hands the
+//!    service the next write, so the next write starts only after the
+//!    previous one ended.
 //!
 //! # Failure modes
 //!
@@ -77,8 +78,8 @@
 //!   Keep a stack on the runtime it first wrote from.
 //!
 //! The queue needs a tokio runtime for its tasks. It is started by the first
-//! write, not by [`WriteQueueLayer::layer`], so a stack can be built outside
-//! a runtime.
+//! write, not when the layer builds the service, so a stack can be built
+//! outside a runtime.
 //!
 //! # Choosing a bound
 //!

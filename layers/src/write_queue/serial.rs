@@ -13,6 +13,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::PollSemaphore;
 use tower::{Service, ServiceExt};
+use tracing::Instrument as _;
 use vantage_core::{Result, VantageError};
 
 use super::error;
@@ -76,26 +77,32 @@ where
         // The inner service's readiness is awaited on the task too: a
         // readiness error is this write's error, not the queue's.
         let write = self.inner.clone().oneshot(request);
-        let task = tokio::spawn(async move {
-            let outcome = AssertUnwindSafe(write).catch_unwind().await;
-            // The next write may start only once this one is over.
-            drop(permit);
-            match outcome {
-                Ok(Ok(response)) => {
-                    tracing::debug!(op, outcome = "applied", "queued write applied");
-                    Ok(response)
-                }
-                Ok(Err(error)) => {
-                    tracing::debug!(op, outcome = "failed", %error, "queued write rejected");
-                    Err(error)
-                }
-                Err(payload) => {
-                    let error = error::panicked(op, &*payload);
-                    tracing::error!(op, outcome = "failed", %error, "queued write panicked");
-                    Err(error)
+        // The Buffer worker runs this inside the caller's span; the write's
+        // task keeps it.
+        let span = tracing::Span::current();
+        let task = tokio::spawn(
+            async move {
+                let outcome = AssertUnwindSafe(write).catch_unwind().await;
+                // The next write may start only once this one is over.
+                drop(permit);
+                match outcome {
+                    Ok(Ok(response)) => {
+                        tracing::debug!(op, outcome = "applied", "queued write applied");
+                        Ok(response)
+                    }
+                    Ok(Err(error)) => {
+                        tracing::debug!(op, outcome = "failed", %error, "queued write rejected");
+                        Err(error)
+                    }
+                    Err(payload) => {
+                        let error = error::panicked(op, &*payload);
+                        tracing::error!(op, outcome = "failed", %error, "queued write panicked");
+                        Err(error)
+                    }
                 }
             }
-        });
+            .instrument(span),
+        );
         Applied { task, op }
     }
 }
