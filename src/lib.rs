@@ -83,6 +83,7 @@ pub use cache::{Cache, CachedRows, MemCache, NoCache, RedbCache};
 pub use live_stream::{install_notify_trigger, parse_notify_payload, PgNotifyLiveStream};
 pub use live_stream::{LiveEvent, LiveStream, ManualLiveStream};
 pub use live_table::{LiveStack, LiveTable};
+pub use vantage_live_layers::write_queue::error::{QueueClosed, WritePanicked};
 pub use vantage_live_layers::{CacheLayer, Request, Response, TableService, View, WriteRequest};
 pub use vantage_live_layers::{EventStats, EventStatus, InvalidateOnEventLayer};
 

@@ -8,6 +8,9 @@
 //!
 //! - [`CacheLayer`]: reads served from a [`Cache`], writes invalidate it.
 //! - [`InvalidateOnEventLayer`]: a [`LiveStream`]'s events invalidate it.
+//! - [`WriteQueueLayer`]: writes applied one at a time, first in first out,
+//!   on a bounded queue (tower's `Buffer`); a write that entered the queue is
+//!   applied even if its caller gives up; reads pass by.
 //!
 //! Each layer stands alone; compose them with `tower::ServiceBuilder`.
 //!
@@ -31,9 +34,11 @@ pub mod invalidate_on_event;
 pub mod live_stream;
 pub mod request;
 pub mod table;
+pub mod write_queue;
 
 pub use cache::{Cache, CacheLayer, CacheService, CachedRows, Invalidator, NoCache, SlotKeys};
 pub use invalidate_on_event::{EventStats, EventStatus, InvalidateOnEvent, InvalidateOnEventLayer};
 pub use live_stream::{LiveEvent, LiveStream, ManualLiveStream};
 pub use request::{Request, Response, Rows, Value, View, WriteRequest};
 pub use table::{uuid_v7_id, IdGenerator, TableService};
+pub use write_queue::{WriteQueue, WriteQueueLayer};

@@ -7,28 +7,37 @@ use std::fmt;
 use std::sync::Arc;
 
 use tower::util::{option_layer, Either};
-use tower::{Layer, ServiceExt};
+use tower::{Layer, ServiceBuilder, ServiceExt};
 use vantage_core::Result;
+use vantage_live_layers::write_queue::DEFAULT_BOUND;
 use vantage_live_layers::{
     Cache, CacheLayer, CacheService, EventStatus, IdGenerator, InvalidateOnEvent,
     InvalidateOnEventLayer, LiveStream, Request, Response, SlotKeys, TableService, View,
+    WriteQueue, WriteQueueLayer,
 };
 use vantage_table::any::AnyTable;
 use vantage_table::pagination::Pagination;
 use vantage_table::traits::table_like::TableLike;
 
-/// The stack a [`LiveTable`] runs its requests through, outermost first.
+/// The stack a [`LiveTable`] runs its requests through, outermost first:
+/// the write queue, the cache, the table service.
 ///
-/// Order matters: the cache layer sits directly on the table service so that
-/// a write's invalidation is part of the write itself. With a live stream
-/// ([`LiveTable::with_live_stream`]) the stack is `Either::Left`, with
-/// [`InvalidateOnEvent`] outermost: it passes requests through and its
-/// background task lives exactly as long as the stack. Without one it is
-/// `Either::Right`, the core stack alone (`CacheService<TableService>`).
+/// Order matters. The cache layer sits directly on the table service, so a
+/// write's invalidation is part of the cache layer's write future. The write
+/// queue sits above it, so that whole future, invalidation included, runs on
+/// the write's own detached task: it completes even when the caller has gone,
+/// and before the caller's reply is sent. Reads bypass the queue and go
+/// straight to the cache layer, so they never wait behind writes.
+///
+/// With a live stream ([`LiveTable::with_live_stream`]) the stack is
+/// `Either::Left`, with [`InvalidateOnEvent`] outermost: it passes requests
+/// through, and its background task (which invalidates through the cache
+/// layer's own fence) lives exactly as long as the stack. Without one it is
+/// `Either::Right`, the core stack alone.
 pub type LiveStack = Either<InvalidateOnEvent<CoreStack>, CoreStack>;
 
-/// The stack below the event layer.
-type CoreStack = CacheService<TableService>;
+/// The stack below the event layer: write queue, cache, master.
+pub type CoreStack = WriteQueue<CacheService<TableService>>;
 
 /// A table with a cache in front: reads come from the cache when they can and
 /// fill it when they cannot, writes go to the master and drop the cache_key.
@@ -67,11 +76,44 @@ type CoreStack = CacheService<TableService>;
 /// - The cache is disposable: a failing cache costs speed, never data and
 ///   never a wrong answer (see [`CacheLayer`]).
 ///
+/// # Writes
+///
+/// Writes go through a bounded queue ([`WriteQueueLayer`]) shared by every
+/// clone of the LiveTable:
+///
+/// - **First in, first out, one at a time.** Writes reach the master (or the
+///   [custom write target](LiveTable::with_custom_write_target)) in the order
+///   they entered the queue, each after the previous one has finished. A
+///   write enters the queue the first time its future is polled while there
+///   is room; to fix the order of two writes, await the first before
+///   starting the second.
+/// - **Detached completion.** A write that entered the queue is applied, and
+///   the cache invalidated, even if its caller drops the future (navigates
+///   away, times out). A UI need not hold a form while a save travels:
+///   `tokio::spawn` the call to fire and forget.
+/// - **Each caller gets its own reply**, after the cache has been
+///   invalidated.
+/// - **Reads never wait behind writes.**
+/// - **Failures.** A write the target rejects returns the target's error and
+///   leaves the cache as it was; later writes go on. A write that panics
+///   returns an error whose source is
+///   [`WritePanicked`](crate::WritePanicked);
+///   later writes go on. A full queue makes writers wait
+///   ([`LiveTable::with_write_queue_bound`]). When the LiveTable and all its
+///   clones are dropped, writes already accepted are still applied, then the
+///   queue's worker ends.
+///
+/// The queue runs on tokio: its worker starts with the first write, on that
+/// write's runtime (so constructing a LiveTable needs no runtime). If that
+/// runtime shuts down, later writes fail with
+/// [`QueueClosed`](crate::QueueClosed).
+///
 /// # Cloning
 ///
-/// Clones share the stack, the cache and the master, and each has its own
-/// view: setting pagination or conditions on one clone does not change
-/// another.
+/// Clones share the stack (and so the write queue), the cache and the
+/// master, and each has its own view: setting pagination or conditions on
+/// one clone does not change another. The `with_*` builders make a new stack
+/// with a queue of its own: configure a LiveTable before using it.
 #[derive(Clone)]
 pub struct LiveTable {
     shared: Arc<Shared>,
@@ -103,6 +145,7 @@ struct Config {
     write_target: Option<AnyTable>,
     ids: Option<IdGenerator>,
     live_stream: Option<Arc<dyn LiveStream>>,
+    write_queue_bound: usize,
 }
 
 impl Config {
@@ -115,13 +158,19 @@ impl Config {
             table = table.with_id_generator(ids.clone());
         }
         let cache = CacheLayer::new(self.cache.clone(), self.cache_key.clone());
+        let keys = cache.slot_keys().clone();
         let events = self
             .live_stream
             .clone()
             .map(|stream| InvalidateOnEventLayer::new(stream, cache.invalidator()));
+        // Outermost first; see `LiveStack` for why the order is this one.
+        let core = ServiceBuilder::new()
+            .layer(WriteQueueLayer::with_bound(self.write_queue_bound))
+            .layer(cache)
+            .service(table);
         Shared {
-            keys: cache.slot_keys().clone(),
-            stack: option_layer(events).layer(cache.layer(table)),
+            keys,
+            stack: option_layer(events).layer(core),
             config: self,
         }
     }
@@ -145,6 +194,7 @@ impl LiveTable {
             write_target: None,
             ids: None,
             live_stream: None,
+            write_queue_bound: DEFAULT_BOUND,
         };
         tracing::info!(cache_key = %config.cache_key, "LiveTable constructed");
         Self {
@@ -174,10 +224,16 @@ impl LiveTable {
     /// Send writes to `target` instead of the master; reads stay on the
     /// master.
     ///
-    /// A successful write still invalidates this LiveTable's own cache_key:
-    /// the target commonly feeds the master (a review queue merged into it, a
-    /// trigger), so rows read before the write may be stale after it, and
-    /// dropping slots only ever costs a re-read.
+    /// Writes to the target go through the same queue, with the same
+    /// guarantees (first in first out, detached completion).
+    ///
+    /// A successful write still invalidates this LiveTable's own cache_key
+    /// (the one its reads are cached under), and nothing else: the target
+    /// commonly feeds the master (a review queue merged into it, a trigger),
+    /// so rows read before the write may be stale after it, and dropping
+    /// slots only ever costs a re-read. A write the target rejects leaves the
+    /// cache as it was. The target's own cache, if it has a LiveTable of its
+    /// own, is not touched.
     pub fn with_custom_write_target(self, target: AnyTable) -> Self {
         self.rebuild(|c| c.write_target = Some(target))
     }
@@ -216,6 +272,19 @@ impl LiveTable {
             Either::Left(events) => Some(events.status()),
             Either::Right(_) => None,
         }
+    }
+
+    /// Let up to `bound` accepted writes wait in the write queue (default
+    /// 256); writers beyond that wait for room. See
+    /// [choosing a bound](vantage_live_layers::write_queue#choosing-a-bound).
+    /// A bound of 0 is taken as 1.
+    pub fn with_write_queue_bound(self, bound: usize) -> Self {
+        self.rebuild(|c| c.write_queue_bound = bound.max(1))
+    }
+
+    /// How many accepted writes may wait in the write queue.
+    pub fn write_queue_bound(&self) -> usize {
+        self.shared.config.write_queue_bound
     }
 
     /// The master's items per page, as given to [`LiveTable::with_master_ipp`].

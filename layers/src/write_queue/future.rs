@@ -1,0 +1,161 @@
+//! Future types for the [`WriteQueue`](super::WriteQueue) middleware.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use pin_project_lite::pin_project;
+use tokio::sync::oneshot;
+use tower::util::Oneshot;
+use tower::Service;
+use vantage_core::{Result, VantageError};
+
+use super::error;
+use super::service::{Queue, WriteBuffer};
+use crate::request::{Request, Response};
+
+/// What the forwarding task hands the caller.
+type Outcome = std::result::Result<Response, tower::BoxError>;
+
+pin_project! {
+    /// The future a [`WriteQueue`](super::WriteQueue) call returns: a read
+    /// running on the inner service, or a write waiting for room in the queue
+    /// and then for its reply.
+    ///
+    /// Dropping it before the write entered the queue withdraws the write;
+    /// dropping it afterwards does not: the write is still applied.
+    pub struct ResponseFuture<S>
+    where
+        S: Service<Request>,
+    {
+        #[pin]
+        state: State<S>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S>
+    where
+        S: Service<Request>,
+    {
+        Read {
+            #[pin]
+            read: Oneshot<S, Request>,
+        },
+        Enqueue {
+            queue: Arc<Queue>,
+            // The inner service, if the queue was not started when this write
+            // was called: the first write starts it.
+            init: Option<S>,
+            buffer: Option<WriteBuffer>,
+            request: Option<Request>,
+            op: &'static str,
+        },
+        Wait {
+            reply: oneshot::Receiver<Outcome>,
+            op: &'static str,
+        },
+    }
+}
+
+impl<S> ResponseFuture<S>
+where
+    S: Service<Request>,
+{
+    pub(crate) fn read(read: Oneshot<S, Request>) -> Self {
+        Self {
+            state: State::Read { read },
+        }
+    }
+
+    pub(crate) fn write(queue: Arc<Queue>, init: Option<S>, request: Request) -> Self {
+        Self {
+            state: State::Enqueue {
+                queue,
+                init,
+                buffer: None,
+                op: request.op(),
+                request: Some(request),
+            },
+        }
+    }
+}
+
+impl<S> Future for ResponseFuture<S>
+where
+    S: Service<Request, Response = Response, Error = VantageError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Output = Result<Response>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Read { read } => return read.poll(cx),
+                StateProj::Enqueue {
+                    queue,
+                    init,
+                    buffer,
+                    request,
+                    op,
+                } => {
+                    let op = *op;
+                    let buffer = buffer.get_or_insert_with(|| queue.buffer(init).clone());
+                    // Back-pressure: wait here, not accepted yet, while the
+                    // queue is full.
+                    if let Err(e) = ready!(buffer.poll_ready(cx)) {
+                        return Poll::Ready(Err(error::from_buffer(op, e)));
+                    }
+                    let request = request.take().expect("polled after the write was queued");
+                    tracing::debug!(op, id = request_id(&request), "write queued");
+                    let applied = buffer.call(request);
+                    // Accepted. From here on the write does not depend on
+                    // this future: a task owns the buffer's reply channel (so
+                    // the worker never skips the write as abandoned) and
+                    // forwards the outcome, if anyone still listens.
+                    let (tx, reply) = oneshot::channel();
+                    tokio::spawn(async move {
+                        let _ = tx.send(applied.await);
+                    });
+                    this.state.set(State::Wait { reply, op });
+                }
+                StateProj::Wait { reply, op } => {
+                    return Poll::Ready(match ready!(Pin::new(reply).poll(cx)) {
+                        Ok(Ok(response)) => Ok(response),
+                        Ok(Err(e)) => Err(error::from_buffer(op, e)),
+                        // The forwarding task was dropped unfinished: the
+                        // runtime is shutting down.
+                        Err(_) => Err(error::closed(op)),
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn request_id(request: &Request) -> Option<&str> {
+    match request {
+        Request::Write(w) => w.id(),
+        _ => None,
+    }
+}
+
+impl<S> fmt::Debug for ResponseFuture<S>
+where
+    S: Service<Request>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Read { .. } => "read",
+            State::Enqueue { .. } => "waiting for room in the queue",
+            State::Wait { .. } => "queued",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}

@@ -1,0 +1,139 @@
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+
+use tower::buffer::Buffer;
+use tower::{Service, ServiceExt};
+use vantage_core::{Result, VantageError};
+
+use super::future::ResponseFuture;
+use super::serial::{Applied, Serial};
+use crate::request::{Request, Response};
+
+/// The queue's `Buffer`: writes in, one at a time to [`Serial`].
+pub(crate) type WriteBuffer = Buffer<Request, Applied>;
+
+/// The queue shared by every clone of one [`WriteQueue`].
+pub(crate) struct Queue {
+    pub(crate) bound: usize,
+    /// Made by the first write (`Buffer::new` spawns its worker on tokio, so
+    /// building a stack outside a runtime must not make it).
+    pub(crate) buffer: OnceLock<WriteBuffer>,
+}
+
+impl Queue {
+    /// The buffer, making it (around `init`) if this is the first write.
+    pub(crate) fn buffer<S>(&self, init: &mut Option<S>) -> &WriteBuffer
+    where
+        S: Service<Request, Response = Response, Error = VantageError> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+    {
+        self.buffer.get_or_init(|| {
+            let inner = init
+                .take()
+                .expect("the first write's future carries the inner service");
+            tracing::debug!(bound = self.bound, "write queue started");
+            Buffer::new(Serial::new(inner), self.bound)
+        })
+    }
+}
+
+/// The service [`WriteQueueLayer`](super::WriteQueueLayer) builds: writes go
+/// through a bounded FIFO queue and are applied one at a time, reads go
+/// straight to the inner service.
+///
+/// Clones share one queue. See the [module docs](super) for the guarantees.
+pub struct WriteQueue<S> {
+    inner: S,
+    queue: Arc<Queue>,
+}
+
+impl<S: Clone> Clone for WriteQueue<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<S> WriteQueue<S> {
+    /// Queue the writes to `inner`, at most `bound` waiting (see
+    /// [`WriteQueueLayer::bound`](super::WriteQueueLayer::bound)).
+    ///
+    /// # Panics
+    ///
+    /// If `bound` is 0.
+    pub fn new(inner: S, bound: usize) -> Self {
+        assert!(bound > 0, "the write queue bound must be at least 1");
+        Self {
+            inner,
+            queue: Arc::new(Queue {
+                bound,
+                buffer: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// How many accepted writes may wait in the queue.
+    pub fn bound(&self) -> usize {
+        self.queue.bound
+    }
+
+    /// The inner service (the one reads go to; writes go to a clone of it
+    /// taken by the first write).
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably. Changing it changes reads, and writes only
+    /// if no write has been made yet.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming this one. Writes already accepted are
+    /// still applied.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for WriteQueue<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteQueue")
+            .field("bound", &self.queue.bound)
+            .field("started", &self.queue.buffer.get().is_some())
+            .field("inner", &self.inner)
+            .finish()
+    }
+}
+
+impl<S> Service<Request> for WriteQueue<S>
+where
+    S: Service<Request, Response = Response, Error = VantageError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = VantageError;
+    type Future = ResponseFuture<S>;
+
+    /// Always ready: a read waits for the inner service inside its future,
+    /// and a write waits for room in the queue inside its future, so a full
+    /// queue never holds up reads.
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        if request.is_write() {
+            let init = match self.queue.buffer.get() {
+                Some(_) => None,
+                None => Some(self.inner.clone()),
+            };
+            ResponseFuture::write(self.queue.clone(), init, request)
+        } else {
+            ResponseFuture::read(self.inner.clone().oneshot(request))
+        }
+    }
+}
