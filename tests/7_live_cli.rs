@@ -4,28 +4,27 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-/// The built example binary. `cargo test` builds examples next to the test
-/// binaries; when a test is run on its own, build it once here.
+/// The example binary, built (or found up to date) once per test run.
+/// `cargo test` builds examples before running tests, so this is usually a
+/// no-op; it keeps a lone `cargo test --test 7_live_cli` from running a stale
+/// binary.
 fn binary() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--example", "live_cli"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build --example live_cli");
+        assert!(status.success(), "building live_cli failed");
         let exe = std::env::current_exe().expect("test binary path");
         let profile_dir = exe
             .parent()
             .and_then(Path::parent)
             .expect("target/<profile>");
-        let bin = profile_dir
+        profile_dir
             .join("examples")
-            .join(format!("live_cli{}", std::env::consts::EXE_SUFFIX));
-        if !bin.exists() {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "--quiet", "--example", "live_cli"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("run cargo build --example live_cli");
-            assert!(status.success(), "building live_cli failed");
-        }
-        bin
+            .join(format!("live_cli{}", std::env::consts::EXE_SUFFIX))
     })
 }
 
