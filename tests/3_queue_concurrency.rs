@@ -296,6 +296,44 @@ async fn a_panicking_write_does_not_stop_the_queue() {
 }
 
 #[tokio::test]
+async fn a_panicking_write_leaves_no_stale_slot_behind() {
+    // A write that panics may have reached the master before panicking; the
+    // cache cannot know, so it must not go on serving the pre-write slot.
+    for master in common::embedded_masters("product").await {
+        let kind = master.kind;
+        let (table, _recorder) = Recording::around(master.table.clone())
+            .panic_on_insert("x9_boom")
+            .build();
+        let live = live(table);
+        let before = live.list_values().await.unwrap();
+        assert!(live
+            .cache()
+            .get(&live.page_cache_key(None))
+            .await
+            .unwrap()
+            .is_some());
+        let error = wait("the write", insert(&live, "x9_boom", "Boom"))
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("panicked"), "{kind}: {error}");
+        // Change the master behind the cache's back, as a partly applied
+        // write would have.
+        master
+            .table
+            .insert_value(&"x9_behind".to_string(), &product("Behind", 5))
+            .await
+            .unwrap();
+        let after = live.list_values().await.unwrap();
+        assert_eq!(
+            after.len(),
+            before.len() + 1,
+            "{kind}: no stale slot served"
+        );
+        assert!(after.contains_key("x9_behind"), "{kind}");
+    }
+}
+
+#[tokio::test]
 async fn reads_never_wait_behind_queued_writes() {
     for master in common::embedded_masters("product").await {
         let kind = master.kind;

@@ -434,7 +434,13 @@ async fn write_through<S>(inner: S, shared: Arc<Shared>, request: Request) -> Re
 where
     S: Service<Request, Response = Response, Error = VantageError>,
 {
-    let response = inner.oneshot(request).await?;
+    // If the write never settles (it panics, or its future is dropped while
+    // the master may already have applied it), the cache may be stale: the
+    // guard poisons it so reads bypass it until an invalidation succeeds.
+    let guard = Unsettled(&shared);
+    let outcome = inner.oneshot(request).await;
+    std::mem::forget(guard);
+    let response = outcome?;
     if let Err(error) = shared.invalidate().await {
         tracing::warn!(
             cache_key = shared.keys.cache_key(),
@@ -446,4 +452,19 @@ where
         tracing::debug!(cache_key = shared.keys.cache_key(), outcome = "invalidated");
     }
     Ok(response)
+}
+
+/// Poisons the cache_key if dropped: armed while a write is in flight.
+struct Unsettled<'a>(&'a Shared);
+
+impl Drop for Unsettled<'_> {
+    fn drop(&mut self) {
+        self.0.epoch.fetch_add(1, Ordering::AcqRel);
+        self.0.poisoned.store(true, Ordering::Release);
+        tracing::warn!(
+            cache_key = self.0.keys.cache_key(),
+            "a write ended without an answer (panic or cancellation); \
+             reads bypass the cache until an invalidation succeeds"
+        );
+    }
 }
