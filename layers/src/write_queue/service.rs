@@ -59,17 +59,13 @@ impl<S: Clone> Clone for WriteQueue<S> {
 
 impl<S> WriteQueue<S> {
     /// Queue the writes to `inner`, at most `bound` waiting (see
-    /// [`WriteQueueLayer::bound`](super::WriteQueueLayer::bound)).
-    ///
-    /// # Panics
-    ///
-    /// If `bound` is 0.
+    /// [`WriteQueueLayer::bound`](super::WriteQueueLayer::bound); 0 is taken
+    /// as 1).
     pub fn new(inner: S, bound: usize) -> Self {
-        assert!(bound > 0, "the write queue bound must be at least 1");
         Self {
             inner,
             queue: Arc::new(Queue {
-                bound,
+                bound: bound.max(1),
                 buffer: OnceLock::new(),
             }),
         }
