@@ -37,7 +37,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bakery::{ColumnType, Entity, Model};
+use bakery::{with_columns, ColumnType, Entity, Model};
 use ciborium::Value as Cbor;
 use clap::Parser;
 use indexmap::IndexMap;
@@ -57,7 +57,7 @@ use vantage_table::sorting::OrderBy;
 use vantage_table::table::Table;
 use vantage_table::traits::table_like::TableLike;
 use vantage_table::traits::table_source::TableSource;
-use vantage_types::{EmptyEntity, Record};
+use vantage_types::Record;
 
 /// The bakery command line, with a cache between the tables and the commands.
 #[derive(Parser, Debug)]
@@ -551,16 +551,7 @@ impl Master {
     /// Create missing tables and seed empty ones.
     async fn prepare(&self, model: &Model) -> CliResult<()> {
         for (name, entity) in &model.entities {
-            let postgres = matches!(self, Master::Postgres(_));
-            let mut columns = vec![format!("\"{}\" TEXT PRIMARY KEY", entity.id)];
-            for (column, ty) in &entity.columns {
-                columns.push(format!("\"{column}\" {}", ty.sql(postgres)));
-            }
-            let ddl = format!(
-                "CREATE TABLE IF NOT EXISTS \"{}\" ({})",
-                entity.table,
-                columns.join(", ")
-            );
+            let ddl = entity.create_table_sql(matches!(self, Master::Postgres(_)), true);
             let created = match self {
                 Master::Sqlite(db) => sqlx::query(&ddl).execute(db.pool()).await.map(drop),
                 Master::Postgres(db) => sqlx::query(&ddl).execute(db.pool()).await.map(drop),
@@ -649,23 +640,6 @@ where
     } else {
         build()
     }
-}
-
-fn with_columns<T>(mut table: Table<T, EmptyEntity>, entity: &Entity) -> Table<T, EmptyEntity>
-where
-    T: TableSource,
-    T::Id: std::fmt::Debug,
-{
-    table = table.with_id_column(entity.id.clone());
-    for (name, ty) in &entity.columns {
-        table = match ty {
-            ColumnType::String => table.with_column_of::<String>(name.clone()),
-            ColumnType::Int => table.with_column_of::<i64>(name.clone()),
-            ColumnType::Float => table.with_column_of::<f64>(name.clone()),
-            ColumnType::Bool => table.with_column_of::<bool>(name.clone()),
-        };
-    }
-    table
 }
 
 /// `host:port/db` of a PostgreSQL URL, without user or password.

@@ -2,11 +2,11 @@
 //! and then a hit.
 //!
 //! ```text
-//! cargo run --example quickstart
+//! cargo run --example quickstart [-- <sqlite file>]
 //! ```
 //!
-//! Creates `target/quickstart/bakery.sqlite` (seeded with the bakery
-//! products on first run), wraps the product table in a `LiveTable` with an
+//! Creates `target/quickstart/bakery.sqlite` or the given file (seeded with
+//! the bakery products on first run), wraps the product table in a `LiveTable` with an
 //! in-memory cache, and lists it twice: the first read goes to SQLite and
 //! fills the cache, the second is served from the cache.
 
@@ -25,6 +25,7 @@ use vantage_sql::sqlite::SqliteDB;
 use vantage_table::any::AnyTable;
 use vantage_table::sorting::OrderBy;
 use vantage_table::table::Table;
+use vantage_table::traits::table_like::TableLike;
 use vantage_types::EmptyEntity;
 
 #[tokio::main]
@@ -32,36 +33,32 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let model = bakery::Model::load();
     let product = model.entity("product");
 
-    // The master: a SQLite file, created and seeded on first run.
-    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/quickstart");
-    std::fs::create_dir_all(&folder)?;
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        folder.join("bakery.sqlite").display()
-    );
+    // The master: a SQLite file, created and seeded on first run (the first
+    // argument, or target/quickstart/bakery.sqlite).
+    let file = match std::env::args_os().nth(1) {
+        Some(path) => std::path::PathBuf::from(path),
+        None => {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/quickstart/bakery.sqlite")
+        }
+    };
+    if let Some(folder) = file.parent() {
+        std::fs::create_dir_all(folder)?;
+    }
+    let url = format!("sqlite://{}?mode=rwc", file.display());
     let db = SqliteDB::connect(&url).await?;
-    let mut columns = vec![format!("\"{}\" TEXT PRIMARY KEY", product.id)];
-    columns.extend(
-        product
-            .columns
-            .iter()
-            .map(|(name, ty)| format!("\"{name}\" {}", ty.sql(false))),
-    );
-    sqlx::query(&format!(
-        "CREATE TABLE IF NOT EXISTS \"{}\" ({})",
-        product.table,
-        columns.join(", ")
-    ))
-    .execute(db.pool())
-    .await?;
-    let table = Table::<SqliteDB, EmptyEntity>::new(product.table.clone(), db)
-        .with_id_column(product.id.clone())
-        .with_column_of::<String>("name")
-        .with_column_of::<i64>("price")
-        .with_order(OrderBy::ascending(SqliteCondition::from(ident("id"))));
+    sqlx::query(&product.create_table_sql(false, true))
+        .execute(db.pool())
+        .await?;
+    let table = bakery::with_columns(
+        Table::<SqliteDB, EmptyEntity>::new(product.table.clone(), db),
+        product,
+    )
+    .with_order(OrderBy::ascending(SqliteCondition::from(ident("id"))));
     let master = AnyTable::from_table(table);
-    for (id, record) in product.seed() {
-        master.insert_value(&id, &record).await?; // idempotent: existing rows are kept
+    if master.get_count().await? == 0 {
+        for (id, record) in product.seed() {
+            master.insert_value(&id, &record).await?;
+        }
     }
 
     // Wrap it. "products" is the cache key: the caller's to choose.

@@ -403,3 +403,30 @@ fn postgres_master_is_seeded_and_cached() {
         .arg(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
         .status();
 }
+
+#[test]
+fn quickstart_shows_a_miss_then_a_hit_on_every_run() {
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--example", "quickstart"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("build quickstart");
+    assert!(status.success());
+    let bin = binary().with_file_name(format!("quickstart{}", std::env::consts::EXE_SUFFIX));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("quick.sqlite");
+    // Twice: the second run finds the file already seeded.
+    for run in 0..2 {
+        let out: Run = Command::new(&bin).arg(&file).output().unwrap().into();
+        assert_eq!(out.code, 0, "run {run}: {}", out.stderr);
+        assert!(
+            out.stdout.contains("first (miss: reads SQLite): 12 rows"),
+            "{}",
+            out.stdout
+        );
+        assert!(out
+            .stdout
+            .contains("second (hit: served from the cache): 12 rows"));
+        assert!(out.stdout.contains("holds Some(12) rows"));
+    }
+}

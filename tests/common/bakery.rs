@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use ciborium::Value;
 use indexmap::IndexMap;
 use serde::Deserialize;
-use vantage_types::Record;
+use vantage_table::table::Table;
+use vantage_table::traits::table_source::TableSource;
+use vantage_types::{EmptyEntity, Record};
 
 /// Where the model lives in the repo.
 pub fn model_path() -> PathBuf {
@@ -109,6 +111,21 @@ impl ColumnType {
 }
 
 impl Entity {
+    /// `CREATE TABLE` for this entity (`IF NOT EXISTS` when asked), in the
+    /// SQLite or PostgreSQL dialect.
+    pub fn create_table_sql(&self, postgres: bool, if_not_exists: bool) -> String {
+        let mut columns = vec![format!("\"{}\" TEXT PRIMARY KEY", self.id)];
+        for (name, ty) in &self.columns {
+            columns.push(format!("\"{name}\" {}", ty.sql(postgres)));
+        }
+        let guard = if if_not_exists { "IF NOT EXISTS " } else { "" };
+        format!(
+            "CREATE TABLE {guard}\"{}\" ({})",
+            self.table,
+            columns.join(", ")
+        )
+    }
+
     /// The seed rows as records keyed by id (the id is not inside the record).
     pub fn seed(&self) -> IndexMap<String, Record<Value>> {
         self.rows
@@ -127,4 +144,23 @@ impl Entity {
             })
             .collect()
     }
+}
+
+/// Declare `entity`'s id and columns, with their Rust types, on a table of
+/// any backend.
+pub fn with_columns<T>(mut table: Table<T, EmptyEntity>, entity: &Entity) -> Table<T, EmptyEntity>
+where
+    T: TableSource,
+    T::Id: std::fmt::Debug,
+{
+    table = table.with_id_column(entity.id.clone());
+    for (name, ty) in &entity.columns {
+        table = match ty {
+            ColumnType::String => table.with_column_of::<String>(name.clone()),
+            ColumnType::Int => table.with_column_of::<i64>(name.clone()),
+            ColumnType::Float => table.with_column_of::<f64>(name.clone()),
+            ColumnType::Bool => table.with_column_of::<bool>(name.clone()),
+        };
+    }
+    table
 }

@@ -14,7 +14,8 @@ use vantage_table::table::Table;
 use vantage_table::traits::table_source::TableSource;
 use vantage_types::EmptyEntity;
 
-use super::bakery::{ColumnType, Entity, Model};
+pub use super::bakery::with_columns;
+use super::bakery::{Entity, Model};
 
 /// A seeded master and what keeps it alive.
 pub struct Master {
@@ -28,27 +29,6 @@ pub struct Master {
     pub dir: TempDir,
     /// The PostgreSQL schema the table lives in, for plain SQL beside it.
     pub postgres: Option<super::postgres::PgSchema>,
-}
-
-/// Declare `entity`'s columns on a table of any backend.
-pub(crate) fn with_columns<T>(
-    mut table: Table<T, EmptyEntity>,
-    entity: &Entity,
-) -> Table<T, EmptyEntity>
-where
-    T: TableSource,
-    T::Id: std::fmt::Debug,
-{
-    table = table.with_id_column(entity.id.clone());
-    for (name, ty) in &entity.columns {
-        table = match ty {
-            ColumnType::String => table.with_column_of::<String>(name.clone()),
-            ColumnType::Int => table.with_column_of::<i64>(name.clone()),
-            ColumnType::Float => table.with_column_of::<f64>(name.clone()),
-            ColumnType::Bool => table.with_column_of::<bool>(name.clone()),
-        };
-    }
-    table
 }
 
 /// Insert `entity`'s seed rows through the table's own API.
@@ -115,9 +95,5 @@ pub async fn embedded_masters(entity_name: &str) -> Vec<Master> {
 
 /// `CREATE TABLE` for `entity`.
 pub fn create_table_sql(entity: &Entity, postgres: bool) -> String {
-    let mut columns = vec![format!("\"{}\" TEXT PRIMARY KEY", entity.id)];
-    for (name, ty) in &entity.columns {
-        columns.push(format!("\"{name}\" {}", ty.sql(postgres)));
-    }
-    format!("CREATE TABLE \"{}\" ({})", entity.table, columns.join(", "))
+    entity.create_table_sql(postgres, false)
 }
