@@ -171,7 +171,18 @@ async fn run(pending: Pending) {
                     // One event at a time: its invalidation is done before the
                     // next event is taken.
                     Some(event) => {
-                        invalidate(&invalidator, &status, "event", Some(&event)).await;
+                        invalidator.stats().event_received();
+                        // One span per event, inside the task's `live_stream`
+                        // span: the invalidation (and its cache backend call)
+                        // is traced under it.
+                        let span = tracing::debug_span!(
+                            "live_event",
+                            event_kind = event.kind(),
+                            id = event.id(),
+                        );
+                        invalidate(&invalidator, &status, "event", Some(&event))
+                            .instrument(span)
+                            .await;
                         status.send_modify(|s| s.events += 1);
                     }
                     None => break Exit::Ended,
@@ -196,7 +207,8 @@ async fn run(pending: Pending) {
             backoff.reset();
         }
         let delay = backoff.next_delay();
-        tracing::info!(
+        // A recovery in progress: `warn!`, as the design asks.
+        tracing::warn!(
             cache_key,
             attempt = backoff.attempt(),
             delay_ms = delay.as_millis() as u64,
