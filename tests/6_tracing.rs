@@ -809,3 +809,52 @@ async fn stats_are_per_stack() {
     assert_eq!((a.stats().misses, a.stats().hits), (1, 1));
     assert_eq!(b.stats(), StatsSnapshot::default());
 }
+
+// ---------------------------------------------------------------------------
+// Credentials.
+
+#[tokio::test]
+async fn a_failing_postgres_listener_never_logs_its_url() {
+    let (log, _guard) = capture();
+    let master = common::redb_master("product").await;
+    const URL: &str = "postgres://someone:hunter2@127.0.0.1:1/test";
+    // Nothing listens on port 1. One source fails on a connection refused
+    // (through a pool that gives up quickly), the other on a bad URL option
+    // (at once, before connecting).
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_millis(200))
+        .connect_lazy(URL)
+        .unwrap();
+    let sources = [
+        vantage_live::PgNotifyLiveStream::from_pool(pool, "trace_changes"),
+        vantage_live::PgNotifyLiveStream::new(format!("{URL}?sslmode=bogus"), "trace_changes"),
+    ];
+    for (n, stream) in sources.into_iter().enumerate() {
+        let live = LiveTable::new(
+            master.table.clone(),
+            format!("trace-pg-{n}"),
+            Arc::new(MemCache::new()),
+        )
+        .with_live_stream(Arc::new(stream));
+        let mut status = live.live_stream_status().unwrap();
+        patiently(
+            "two failed subscriptions",
+            status.wait_for(|s| s.subscriptions >= 2),
+        )
+        .await;
+    }
+
+    let events = log.events();
+    let failures = events
+        .iter()
+        .filter(|e| e.message() == "PostgreSQL LISTEN could not connect")
+        .filter(|e| e.level == Level::WARN)
+        .count();
+    assert!(failures >= 2, "{events:#?}");
+    for secret in ["hunter2", "someone", "postgres://"] {
+        assert!(
+            events.iter().all(|e| !e.mentions(secret)),
+            "{secret} logged: {events:#?}"
+        );
+    }
+}
