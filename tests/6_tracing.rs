@@ -639,6 +639,43 @@ async fn an_event_invalidates_in_its_own_span() {
 }
 
 #[tokio::test]
+async fn an_event_task_started_by_a_request_is_not_in_that_requests_span() {
+    let (log, _guard) = capture();
+    let master = common::redb_master("product").await;
+    let events = ManualLiveStream::new();
+    // Built outside a runtime: the first request starts the event task.
+    let live = {
+        let (table, events) = (master.table.clone(), events.clone());
+        std::thread::spawn(move || {
+            LiveTable::new(table, "trace-lazy", Arc::new(MemCache::new()))
+                .with_live_stream(Arc::new(events))
+        })
+        .join()
+        .unwrap()
+    };
+    let mut status = live.live_stream_status().unwrap();
+    live.list_values().await.unwrap();
+    patiently("subscribed", status.wait_for(|s| s.subscribed)).await;
+    events.push(LiveEvent::Changed);
+    patiently("event handled", status.wait_for(|s| s.events >= 1)).await;
+
+    let from_task: Vec<_> = log
+        .events()
+        .into_iter()
+        .filter(|e| e.target.contains("invalidate_on_event"))
+        .collect();
+    assert!(!from_task.is_empty());
+    for event in &from_task {
+        assert_eq!(
+            event.spans.first().map(|(name, _)| name.as_str()),
+            Some("live_stream"),
+            "the task's own root span: {event:?}"
+        );
+        assert!(event.span("read").is_none(), "{event:?}");
+    }
+}
+
+#[tokio::test]
 async fn connected_is_info_and_reconnecting_is_a_warning() {
     let (log, _guard) = capture();
     let master = common::redb_master("product").await;

@@ -72,7 +72,11 @@ impl Task {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(pending) = pending.take() {
-            let span = tracing::info_span!("live_stream", cache_key = %self.cache_key);
+            // A root span: a task started by the first request (a stack built
+            // outside a runtime) must not log into that request's trace for
+            // the rest of its life.
+            let span =
+                tracing::info_span!(parent: None, "live_stream", cache_key = %self.cache_key);
             runtime.spawn(run(pending).instrument(span));
             self.started.store(true, Ordering::Release);
         }
