@@ -11,7 +11,9 @@
 //! table is wrapped in a `LiveTable`; the cache is in memory by default,
 //! `--cache FOLDER` keeps it on disk between runs (`RedbCache`), and
 //! `--no-cache` bypasses it (`NoCache`, the parity check). `--debug` prints
-//! the traced cache and queue activity to stderr.
+//! the traced cache and queue activity to stderr (`RUST_LOG` overrides the
+//! default `vantage_live=debug`; `vantage_live=trace` adds row counts and
+//! record bodies).
 //!
 //! Commands run left to right:
 //!
@@ -105,8 +107,9 @@ type CliResult<T> = Result<T, String>;
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     if cli.debug {
-        let filter = std::env::var("RUST_LOG")
-            .unwrap_or_else(|_| "vantage_live=debug,vantage_live_layers=debug".to_string());
+        // `vantage_live` also matches `vantage_live_layers`: EnvFilter
+        // matches targets by prefix.
+        let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "vantage_live=debug".to_string());
         let _ = tracing_subscriber::fmt()
             .with_writer(std::io::stderr)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

@@ -70,6 +70,23 @@
 //! [`LiveStream`] (your own, [`ManualLiveStream`], or `PgNotifyLiveStream` for
 //! PostgreSQL `LISTEN`/`NOTIFY` with the `postgres` feature) reports changes
 //! made anywhere, and every [`LiveEvent`] drops the cache_key.
+//!
+//! # Observability
+//!
+//! The library emits [`tracing`](https://docs.rs/tracing) spans and events
+//! and installs no subscriber. Each request runs in a `read` or `write` span
+//! ([`TracingLayer`], outermost in the stack) with `cache_key`, `op`, `page`
+//! and `ipp` or `id`; below it the cache logs each read's `outcome` (`hit`,
+//! `miss`, `populated`, `coalesced`) and each write's `invalidated`, the
+//! write queue applies a write in a `queue_worker` span inside its caller's
+//! span, the live-stream task handles each event in a `live_event` span, and
+//! every cache backend call has a `cache.*` span. `error!` is logged once
+//! per request that returns `Err`; record bodies only at `trace!`; connection
+//! strings never. `RUST_LOG=vantage_live=debug` shows the cache and queue
+//! activity of both crates (filters match target prefixes).
+//!
+//! [`LiveTable::stats`] counts hits, misses, coalesced and master reads,
+//! writes, invalidations and live events.
 
 #![warn(missing_docs, missing_debug_implementations)]
 #![forbid(unsafe_code)]
@@ -86,6 +103,7 @@ pub use live_table::{LiveStack, LiveTable};
 pub use vantage_live_layers::write_queue::error::{QueueClosed, WritePanicked};
 pub use vantage_live_layers::{CacheLayer, Request, Response, TableService, View, WriteRequest};
 pub use vantage_live_layers::{EventStats, EventStatus, InvalidateOnEventLayer};
+pub use vantage_live_layers::{Stats, StatsSnapshot, Tracing, TracingLayer};
 
 /// The layers crate, re-exported: build your own stack from its pieces.
 pub use vantage_live_layers;

@@ -11,6 +11,11 @@
 //! - [`WriteQueueLayer`]: writes applied one at a time, first in first out,
 //!   on a bounded queue (tower's `Buffer`); a write that entered the queue is
 //!   applied even if its caller gives up; reads pass by.
+//! - [`TracingLayer`]: a span per request and one `ERROR` per failed request;
+//!   every layer logs inside it (see [`trace`] for the spans and fields).
+//!
+//! [`CacheLayer::stats`] counts what the stack does (hits, misses, master
+//! reads, writes, invalidations, events) in a [`Stats`].
 //!
 //! Each layer stands alone; compose them with `tower::ServiceBuilder`.
 //!
@@ -33,12 +38,16 @@ pub mod cache;
 pub mod invalidate_on_event;
 pub mod live_stream;
 pub mod request;
+pub mod stats;
 pub mod table;
+pub mod trace;
 pub mod write_queue;
 
 pub use cache::{Cache, CacheLayer, CacheService, CachedRows, Invalidator, NoCache, SlotKeys};
 pub use invalidate_on_event::{EventStats, EventStatus, InvalidateOnEvent, InvalidateOnEventLayer};
 pub use live_stream::{LiveEvent, LiveStream, ManualLiveStream};
 pub use request::{Request, Response, Rows, Value, View, WriteRequest};
+pub use stats::{Stats, StatsSnapshot};
 pub use table::{uuid_v7_id, IdGenerator, TableService};
+pub use trace::{Tracing, TracingLayer};
 pub use write_queue::{WriteQueue, WriteQueueLayer};

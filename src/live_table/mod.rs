@@ -12,15 +12,22 @@ use vantage_core::Result;
 use vantage_live_layers::write_queue::DEFAULT_BOUND;
 use vantage_live_layers::{
     Cache, CacheLayer, CacheService, EventStatus, IdGenerator, InvalidateOnEvent,
-    InvalidateOnEventLayer, LiveStream, Request, Response, SlotKeys, TableService, View,
-    WriteQueue, WriteQueueLayer,
+    InvalidateOnEventLayer, LiveStream, Request, Response, SlotKeys, Stats, StatsSnapshot,
+    TableService, Tracing, TracingLayer, View, WriteQueue, WriteQueueLayer,
 };
 use vantage_table::any::AnyTable;
 use vantage_table::pagination::Pagination;
 use vantage_table::traits::table_like::TableLike;
 
 /// The stack a [`LiveTable`] runs its requests through, outermost first:
-/// the write queue, the cache, the table service.
+/// tracing, the event layer (with a live stream), the write queue, the
+/// cache, the table service.
+///
+/// [`Tracing`] is outermost, so its span covers everything a request does
+/// below it and its one `ERROR` per failed request is exactly what the
+/// caller sees. Its span is current when the write queue takes a write, so
+/// the queue carries it into the write's task: a write's invalidation and
+/// failure land in the trace of the request that made it.
 ///
 /// Order matters. The cache layer sits directly on the table service, so a
 /// write's invalidation is part of the cache layer's write future. The write
@@ -34,7 +41,7 @@ use vantage_table::traits::table_like::TableLike;
 /// through, and its background task (which invalidates through the cache
 /// layer's own fence) lives exactly as long as the stack. Without one it is
 /// `Either::Right`, the core stack alone.
-pub type LiveStack = Either<InvalidateOnEvent<CoreStack>, CoreStack>;
+pub type LiveStack = Tracing<Either<InvalidateOnEvent<CoreStack>, CoreStack>>;
 
 /// The stack below the event layer: write queue, cache, master.
 pub type CoreStack = WriteQueue<CacheService<TableService>>;
@@ -133,6 +140,7 @@ struct Opaque {
 struct Shared {
     config: Config,
     keys: SlotKeys,
+    stats: Arc<Stats>,
     stack: LiveStack,
 }
 
@@ -159,6 +167,7 @@ impl Config {
         }
         let cache = CacheLayer::new(self.cache.clone(), self.cache_key.clone());
         let keys = cache.slot_keys().clone();
+        let stats = cache.stats();
         let events = self
             .live_stream
             .clone()
@@ -168,9 +177,12 @@ impl Config {
             .layer(WriteQueueLayer::with_bound(self.write_queue_bound))
             .layer(cache)
             .service(table);
+        let stack =
+            TracingLayer::new(self.cache_key.clone()).layer(option_layer(events).layer(core));
         Shared {
             keys,
-            stack: option_layer(events).layer(core),
+            stats,
+            stack,
             config: self,
         }
     }
@@ -268,7 +280,7 @@ impl LiveTable {
     /// [`with_live_stream`](LiveTable::with_live_stream)): subscriptions,
     /// events handled, whether it is subscribed.
     pub fn live_stream_status(&self) -> Option<EventStatus> {
-        match &self.shared.stack {
+        match self.shared.stack.get_ref() {
             Either::Left(events) => Some(events.status()),
             Either::Right(_) => None,
         }
@@ -280,6 +292,36 @@ impl LiveTable {
     /// A bound of 0 is taken as 1.
     pub fn with_write_queue_bound(self, bound: usize) -> Self {
         self.rebuild(|c| c.write_queue_bound = bound.max(1))
+    }
+
+    /// What this LiveTable has done so far: a cheap snapshot of its
+    /// counters (relaxed atomic loads), shared by all its clones.
+    ///
+    /// - `hits`, `misses`: reads answered from the cache, and cacheable reads
+    ///   it could not answer;
+    /// - `coalesced`: misses that joined a master read already in flight;
+    /// - `master_reads`: reads sent to the master (one per single-flight
+    ///   read, plus every uncached read: opaque conditions,
+    ///   `get_some_value`, reads while the cache is bypassed);
+    /// - `writes_ok`, `writes_failed`: writes by their result (a write that
+    ///   panicked or never answered counts as failed);
+    /// - `invalidations`: successful drops of the cache_key (after each
+    ///   write, on each live event and each (re)subscription);
+    /// - `events_received`: live events taken from the stream.
+    ///
+    /// The `with_*` builders make a new stack, with counters of its own.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use vantage_live::{LiveTable, NoCache};
+    /// # fn demo(master: vantage_table::any::AnyTable) {
+    /// let live = LiveTable::new(master, "products", Arc::new(NoCache));
+    /// let stats = live.stats();
+    /// assert_eq!((stats.hits, stats.misses), (0, 0));
+    /// # }
+    /// ```
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.stats.snapshot()
     }
 
     /// How many accepted writes may wait in the write queue.

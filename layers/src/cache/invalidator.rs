@@ -4,6 +4,7 @@ use std::sync::Arc;
 use vantage_core::Result;
 
 use super::service::Shared;
+use crate::stats::Stats;
 
 /// A handle that drops every slot of one [`CacheLayer`](super::CacheLayer)'s
 /// cache_key, exactly as a successful write through the layer does.
@@ -31,6 +32,11 @@ impl Invalidator {
     /// later invalidation succeeds; the error is the backend's.
     pub async fn invalidate(&self) -> Result<()> {
         self.shared.invalidate().await
+    }
+
+    /// The counters of the layer this handle invalidates for.
+    pub(crate) fn stats(&self) -> &Stats {
+        &self.shared.stats
     }
 
     /// The cache_key this handle invalidates.

@@ -7,6 +7,7 @@ use super::backend::Cache;
 use super::invalidator::Invalidator;
 use super::service::{CacheService, Shared};
 use super::slot::SlotKeys;
+use crate::stats::Stats;
 
 /// Puts a [`Cache`] in front of a service, under one cache_key.
 ///
@@ -29,6 +30,14 @@ impl CacheLayer {
     /// The slot keys of this layer's cache_key.
     pub fn slot_keys(&self) -> &SlotKeys {
         &self.shared.keys
+    }
+
+    /// The counters shared by every service this layer builds, its
+    /// invalidators and the event layers fed by them: hits, misses, master
+    /// reads, writes, invalidations, events. Take a
+    /// [`snapshot`](Stats::snapshot) to read them.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.shared.stats.clone()
     }
 
     /// A handle that drops this layer's cache_key the way a successful write

@@ -34,6 +34,27 @@
 //!   answer, and a failing invalidation makes reads bypass the backend until
 //!   an invalidation succeeds, so a stale slot is never served.
 //!
+//! # Tracing
+//!
+//! Every cacheable read logs one `debug!` with `cache_key`, `slot` and an
+//! `outcome`: `hit`, or `miss` followed by `coalesced` (it joined a master
+//! read in flight) or, once the master answered, `populated` (the rows were
+//! stored). A successful write logs `outcome="invalidated"`. Uncacheable
+//! reads log `outcome="bypass"`. Cache faults are `warn!`s (the read or write
+//! still succeeds). Each backend call runs in a `DEBUG` span of its own,
+//! `cache.get`, `cache.generation`, `cache.put` (field `slot`) or
+//! `cache.invalidate_prefix` (field `prefix`), so a subscriber that times
+//! spans shows a slow backend, whichever backend it is. The single-flight
+//! master read runs in the span of the read that started it.
+//!
+//! # Counters
+//!
+//! [`CacheLayer::stats`] gives the layer's [`Stats`](crate::Stats): hits,
+//! misses, coalesced reads and master reads are counted on the read path,
+//! writes where they settle (here: the layer sees every write's result), and
+//! every successful invalidation of the cache_key. Counting is one relaxed
+//! atomic add.
+//!
 //! # Example
 //!
 //! ```

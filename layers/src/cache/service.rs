@@ -6,18 +6,22 @@ use std::task::{Context, Poll};
 
 use futures_util::future::{BoxFuture, FutureExt};
 use tower::{Service, ServiceExt};
+use tracing::Instrument as _;
 use vantage_core::{Result, VantageError};
 use vantage_types::Record;
 
 use super::backend::{Cache, CachedRows};
 use super::slot::SlotKeys;
 use crate::request::{Request, Response, Rows, Value};
+use crate::stats::Stats;
 
 /// State shared by every clone of one [`CacheLayer`](super::CacheLayer) and
 /// the services it built.
 pub(crate) struct Shared {
     pub(crate) cache: Arc<dyn Cache>,
     pub(crate) keys: SlotKeys,
+    /// The stack's counters (see [`Stats`]).
+    pub(crate) stats: Arc<Stats>,
     /// Bumped on every invalidation this stack makes; a fill that saw another
     /// value before asking the master does not install its rows.
     epoch: AtomicU64,
@@ -47,6 +51,7 @@ impl Shared {
         Self {
             cache,
             keys,
+            stats: Arc::new(Stats::new()),
             epoch: AtomicU64::new(0),
             poisoned: AtomicBool::new(false),
             flights: Mutex::new(HashMap::new()),
@@ -57,9 +62,16 @@ impl Shared {
     /// is poisoned: reads bypass the backend until an invalidation succeeds.
     pub(crate) async fn invalidate(&self) -> Result<()> {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        match self.cache.invalidate_prefix(self.keys.prefix()).await {
+        let prefix = self.keys.prefix();
+        match self
+            .cache
+            .invalidate_prefix(prefix)
+            .instrument(tracing::debug_span!("cache.invalidate_prefix", prefix))
+            .await
+        {
             Ok(()) => {
                 self.poisoned.store(false, Ordering::Release);
+                self.stats.invalidated();
                 Ok(())
             }
             Err(error) => {
@@ -124,6 +136,11 @@ impl<S> CacheService<S> {
     /// The cache backend.
     pub fn cache(&self) -> &Arc<dyn Cache> {
         &self.shared.cache
+    }
+
+    /// The counters this service shares with its layer (see [`Stats`]).
+    pub fn stats(&self) -> &Arc<Stats> {
+        &self.shared.stats
     }
 
     /// The inner service.
@@ -251,6 +268,7 @@ where
         match slot {
             Some((kind, key)) => Box::pin(read_through(inner, shared, request, kind, key)),
             None => {
+                shared.stats.master_read();
                 let mut inner = inner;
                 Box::pin(async move { inner.call(request).await })
             }
@@ -277,11 +295,18 @@ where
             outcome = "bypass",
             "cache invalidation is failing; reading the master without the cache"
         );
+        shared.stats.master_read();
         return inner.oneshot(request).await;
     }
-    match shared.cache.get(&key).await {
+    let lookup = shared
+        .cache
+        .get(&key)
+        .instrument(tracing::debug_span!("cache.get", slot = %key))
+        .await;
+    match lookup {
         Ok(Some(cached)) => match kind.response_from_rows(cached.rows) {
             Some(response) => {
+                shared.stats.hit();
                 tracing::debug!(cache_key, slot = %key, outcome = "hit");
                 return Ok(response);
             }
@@ -301,10 +326,16 @@ where
             "cache lookup failed; reading the master"
         ),
     }
+    shared.stats.miss();
 
     // Fence the fill: note where invalidations stand before asking the master.
     let epoch = shared.epoch.load(Ordering::Acquire);
-    let generation = match shared.cache.generation(&key).await {
+    let generation = match shared
+        .cache
+        .generation(&key)
+        .instrument(tracing::debug_span!("cache.generation", slot = %key))
+        .await
+    {
         Ok(g) => Some(g),
         Err(error) => {
             tracing::warn!(cache_key, slot = %key, %error, "cache generation unavailable; not filling");
@@ -324,17 +355,17 @@ where
         let mut flights = shared.flights.lock().unwrap_or_else(|e| e.into_inner());
         match flights.get(&flight_key) {
             Some(flight) => {
+                shared.stats.coalesced();
                 tracing::debug!(cache_key, slot = %key, outcome = "coalesced");
                 flight.clone()
             }
             None => {
-                let task = tokio::spawn(fetch_and_fill(
-                    inner,
-                    shared.clone(),
-                    request,
-                    kind,
-                    flight_key.clone(),
-                ));
+                shared.stats.master_read();
+                // The flight runs in the span of the read that started it.
+                let task = tokio::spawn(
+                    fetch_and_fill(inner, shared.clone(), request, kind, flight_key.clone())
+                        .instrument(tracing::Span::current()),
+                );
                 let flight: Flight = async move {
                     match task.await {
                         Ok(result) => result,
@@ -397,6 +428,7 @@ async fn fill(shared: &Shared, kind: SlotKind, flight: &FlightKey, response: &Re
     match shared
         .cache
         .put_if_generation(key, CachedRows::new(rows), generation)
+        .instrument(tracing::debug_span!("cache.put", slot = %key))
         .await
     {
         Ok(true) => {
@@ -404,7 +436,11 @@ async fn fill(shared: &Shared, kind: SlotKind, flight: &FlightKey, response: &Re
             // An invalidation of this stack may have slipped in between the
             // check above and the store; if so, the slot may hold old rows.
             if shared.epoch.load(Ordering::Acquire) != flight.epoch {
-                if let Err(error) = shared.cache.invalidate_prefix(key).await {
+                let drop_slot = shared
+                    .cache
+                    .invalidate_prefix(key)
+                    .instrument(tracing::debug_span!("cache.invalidate_prefix", prefix = %key));
+                if let Err(error) = drop_slot.await {
                     tracing::warn!(cache_key, slot = %key, %error, "could not drop a racing fill");
                 }
             }
@@ -440,7 +476,16 @@ where
     let guard = Unsettled(&shared);
     let outcome = inner.oneshot(request).await;
     std::mem::forget(guard);
-    let response = outcome?;
+    let response = match outcome {
+        Ok(response) => {
+            shared.stats.write_ok();
+            response
+        }
+        Err(error) => {
+            shared.stats.write_failed();
+            return Err(error);
+        }
+    };
     if let Err(error) = shared.invalidate().await {
         tracing::warn!(
             cache_key = shared.keys.cache_key(),
@@ -461,6 +506,7 @@ impl Drop for Unsettled<'_> {
     fn drop(&mut self) {
         self.0.epoch.fetch_add(1, Ordering::AcqRel);
         self.0.poisoned.store(true, Ordering::Release);
+        self.0.stats.write_failed();
         tracing::warn!(
             cache_key = self.0.keys.cache_key(),
             "a write ended without an answer (panic or cancellation); \

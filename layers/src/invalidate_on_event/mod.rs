@@ -27,8 +27,18 @@
 //!   `max` (defaults 50 ms and 5 s; see
 //!   [`InvalidateOnEventLayer::initial_backoff`] and
 //!   [`InvalidateOnEventLayer::max_backoff`]). A subscription that stayed up
-//!   for at least `max` resets the delays. Connected, disconnected and
-//!   reconnecting are `info!` events in the `live_stream` span.
+//!   for at least `max` resets the delays. Connected and disconnected are
+//!   `info!` events in the task's `live_stream` span (field `cache_key`),
+//!   reconnecting is a `warn!`.
+//!
+//! # Tracing
+//!
+//! Each event is handled in a `live_event` span (fields `event_kind`, `id`)
+//! inside `live_stream`; its invalidation logs `outcome="invalidated"` at
+//! `debug!` (or `outcome="failed"` at `warn!`), and the cache backend call
+//! has a `cache.invalidate_prefix` span of its own. Every event taken from
+//! the stream counts in the cache layer's
+//! [`Stats`](crate::Stats) (`events_received`).
 //! - **The task lives as long as its users.** The layer and every service it
 //!   built hold a token; the task holds none. When the last of them is
 //!   dropped, the task drops its subscription and ends, even if it was

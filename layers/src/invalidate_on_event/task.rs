@@ -72,7 +72,11 @@ impl Task {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(pending) = pending.take() {
-            let span = tracing::info_span!("live_stream", cache_key = %self.cache_key);
+            // A root span: a task started by the first request (a stack built
+            // outside a runtime) must not log into that request's trace for
+            // the rest of its life.
+            let span =
+                tracing::info_span!(parent: None, "live_stream", cache_key = %self.cache_key);
             runtime.spawn(run(pending).instrument(span));
             self.started.store(true, Ordering::Release);
         }
@@ -171,7 +175,18 @@ async fn run(pending: Pending) {
                     // One event at a time: its invalidation is done before the
                     // next event is taken.
                     Some(event) => {
-                        invalidate(&invalidator, &status, "event", Some(&event)).await;
+                        invalidator.stats().event_received();
+                        // One span per event, inside the task's `live_stream`
+                        // span: the invalidation (and its cache backend call)
+                        // is traced under it.
+                        let span = tracing::debug_span!(
+                            "live_event",
+                            event_kind = event.kind(),
+                            id = event.id(),
+                        );
+                        invalidate(&invalidator, &status, "event", Some(&event))
+                            .instrument(span)
+                            .await;
                         status.send_modify(|s| s.events += 1);
                     }
                     None => break Exit::Ended,
@@ -196,7 +211,8 @@ async fn run(pending: Pending) {
             backoff.reset();
         }
         let delay = backoff.next_delay();
-        tracing::info!(
+        // A recovery in progress: `warn!`, as the design asks.
+        tracing::warn!(
             cache_key,
             attempt = backoff.attempt(),
             delay_ms = delay.as_millis() as u64,

@@ -103,6 +103,19 @@
 //!   edits it expects; a bulk import is better served by a small bound, so
 //!   it runs at the target's pace.
 //!
+//! # Tracing
+//!
+//! A write entering the queue logs `debug!` "write queued" (`op`, `id`) in
+//! its caller's span. The write is applied in a `queue_worker` span (`op`,
+//! `id`) whose parent is the caller's span, on the write's task: whatever
+//! the write logs below (the cache layer's `outcome="invalidated"`, a
+//! rejection) lands in the trace of the request that made it, even after the
+//! caller has gone. The task then logs `debug!` "queued write drained and
+//! applied" (with the generated id of an `insert_return_id`), or, for a
+//! rejected write, `debug!` with `outcome="failed"`; a panic is a `warn!`
+//! (the queue recovers). The `Err` the caller sees is not logged at `ERROR`
+//! here: a [`TracingLayer`](crate::TracingLayer) above does that once.
+//!
 //! # Order in a stack
 //!
 //! Put the write queue *above* a [`CacheLayer`](crate::CacheLayer): the

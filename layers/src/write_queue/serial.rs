@@ -74,12 +74,17 @@ where
             .take()
             .expect("Serial::call without poll_ready: the Buffer worker always polls first");
         let op = request.op();
+        let id = match &request {
+            Request::Write(write) => write.id().map(str::to_owned),
+            _ => None,
+        };
         // The inner service's readiness is awaited on the task too: a
         // readiness error is this write's error, not the queue's.
         let write = self.inner.clone().oneshot(request);
-        // The Buffer worker runs this inside the caller's span; the write's
-        // task keeps it.
-        let span = tracing::Span::current();
+        // The Buffer worker runs this inside the caller's span, so the
+        // worker's span is its child; the write's task keeps it, and with it
+        // everything the write logs (its invalidation, its failure).
+        let span = tracing::debug_span!("queue_worker", op, id = id.as_deref());
         let task = tokio::spawn(
             async move {
                 let outcome = AssertUnwindSafe(write).catch_unwind().await;
@@ -87,16 +92,38 @@ where
                 drop(permit);
                 match outcome {
                     Ok(Ok(response)) => {
-                        tracing::debug!(op, "queued write drained and applied");
+                        let generated = match &response {
+                            Response::Id(id) => Some(id.as_str()),
+                            _ => None,
+                        };
+                        tracing::debug!(
+                            op,
+                            id = id.as_deref().or(generated),
+                            "queued write drained and applied"
+                        );
                         Ok(response)
                     }
                     Ok(Err(error)) => {
-                        tracing::debug!(op, outcome = "failed", %error, "queued write rejected");
+                        tracing::debug!(
+                            op,
+                            id = id.as_deref(),
+                            outcome = "failed",
+                            %error,
+                            "queued write rejected"
+                        );
                         Err(error)
                     }
                     Err(payload) => {
                         let error = error::panicked(op, &*payload);
-                        tracing::error!(op, outcome = "failed", %error, "queued write panicked");
+                        // A recovery: the queue goes on. The caller's `Err` is
+                        // logged once, by the tracing layer, at ERROR.
+                        tracing::warn!(
+                            op,
+                            id = id.as_deref(),
+                            outcome = "failed",
+                            %error,
+                            "queued write panicked"
+                        );
                         Err(error)
                     }
                 }

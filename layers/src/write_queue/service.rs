@@ -32,7 +32,7 @@ impl Queue {
             let inner = init
                 .take()
                 .expect("the first write's future carries the inner service");
-            tracing::debug!(bound = self.bound, "write queue started");
+            tracing::info!(bound = self.bound, "write queue started");
             Buffer::new(Serial::new(inner), self.bound)
         })
     }
