@@ -190,11 +190,19 @@ impl SlotKind {
     fn response_from_rows(self, rows: Rows) -> Option<Response> {
         match self {
             SlotKind::List => Some(Response::Rows(rows)),
+            // Exactly what `rows_of` stores: one row under the empty id (a
+            // slot of any other shape is not this row, whatever it holds).
             SlotKind::Row => {
-                let (_, record) = rows.into_iter().next()?;
-                Some(Response::Row(Some(record)))
+                if rows.len() != 1 {
+                    return None;
+                }
+                let (id, record) = rows.into_iter().next()?;
+                id.is_empty().then_some(Response::Row(Some(record)))
             }
             SlotKind::Count => {
+                if rows.len() != 1 {
+                    return None;
+                }
                 let record = rows.get(COUNT_ROW)?;
                 match record.get(COUNT_ROW)? {
                     Value::Integer(n) => i64::try_from(*n).ok().map(Response::Count),
