@@ -49,6 +49,7 @@
 //! ```
 
 mod backend;
+mod fence;
 mod invalidator;
 mod layer;
 mod service;

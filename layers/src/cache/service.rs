@@ -1,6 +1,5 @@
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -10,6 +9,7 @@ use vantage_core::{Result, VantageError};
 use vantage_types::Record;
 
 use super::backend::{Cache, CachedRows};
+use super::fence::Fence;
 use super::slot::SlotKeys;
 use crate::request::{Request, Response, Rows, Value};
 
@@ -18,13 +18,11 @@ use crate::request::{Request, Response, Rows, Value};
 pub(crate) struct Shared {
     pub(crate) cache: Arc<dyn Cache>,
     pub(crate) keys: SlotKeys,
-    /// Bumped on every invalidation this stack makes; a fill that saw another
-    /// value before asking the master does not install its rows.
-    epoch: AtomicU64,
-    /// Set while the last invalidation failed: the backend may still hold
-    /// slots older than an acknowledged write, so reads bypass it until an
-    /// invalidation succeeds.
-    poisoned: AtomicBool,
+    /// The cache_key's epoch (bumped on every invalidation; a fill that saw
+    /// another value before asking the master does not install its rows) and
+    /// poison (an invalidation failed: reads bypass the backend until a later
+    /// one succeeds).
+    fence: Arc<Fence>,
     /// Master reads in flight, by slot and the fence they were started at.
     flights: Mutex<HashMap<FlightKey, Flight>>,
 }
@@ -47,23 +45,25 @@ impl Shared {
         Self {
             cache,
             keys,
-            epoch: AtomicU64::new(0),
-            poisoned: AtomicBool::new(false),
+            fence: Arc::new(Fence::default()),
             flights: Mutex::new(HashMap::new()),
         }
     }
 
     /// Drop every slot of this cache_key. If the backend fails, the cache_key
-    /// is poisoned: reads bypass the backend until an invalidation succeeds.
+    /// is poisoned: reads bypass the backend until an invalidation started
+    /// after this one succeeds. (One started before it may have dropped the
+    /// slots before this invalidation's write reached the master: its
+    /// success does not clear this failure.)
     pub(crate) async fn invalidate(&self) -> Result<()> {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let epoch = self.fence.bump();
         match self.cache.invalidate_prefix(self.keys.prefix()).await {
             Ok(()) => {
-                self.poisoned.store(false, Ordering::Release);
+                self.fence.cleared(epoch);
                 Ok(())
             }
             Err(error) => {
-                self.poisoned.store(true, Ordering::Release);
+                self.fence.poison(epoch);
                 Err(error)
             }
         }
@@ -72,18 +72,19 @@ impl Shared {
     /// Whether the backend can be trusted for reads: not poisoned, or the
     /// retried invalidation now succeeded.
     async fn usable(&self) -> bool {
-        if !self.poisoned.load(Ordering::Acquire) {
+        if !self.fence.is_poisoned() {
             return true;
         }
         match self.invalidate().await {
-            Ok(()) => {
+            Ok(()) if !self.fence.is_poisoned() => {
                 tracing::info!(
                     cache_key = self.keys.cache_key(),
                     "cache invalidation recovered"
                 );
                 true
             }
-            Err(_) => false,
+            // Failed, or a newer failure still stands.
+            _ => false,
         }
     }
 }
@@ -311,7 +312,7 @@ where
     }
 
     // Fence the fill: note where invalidations stand before asking the master.
-    let epoch = shared.epoch.load(Ordering::Acquire);
+    let epoch = shared.fence.epoch();
     let generation = match shared.cache.generation(&key).await {
         Ok(g) => Some(g),
         Err(error) => {
@@ -398,7 +399,7 @@ async fn fill(shared: &Shared, kind: SlotKind, flight: &FlightKey, response: &Re
     let (Some(generation), Some(rows)) = (flight.generation, kind.rows_of(response)) else {
         return;
     };
-    if shared.epoch.load(Ordering::Acquire) != flight.epoch {
+    if shared.fence.epoch() != flight.epoch {
         tracing::debug!(cache_key, slot = %key, "invalidated while reading; not filling");
         return;
     }
@@ -411,8 +412,10 @@ async fn fill(shared: &Shared, kind: SlotKind, flight: &FlightKey, response: &Re
             tracing::debug!(cache_key, slot = %key, outcome = "populated");
             // An invalidation of this stack may have slipped in between the
             // check above and the store; if so, the slot may hold old rows.
-            if shared.epoch.load(Ordering::Acquire) != flight.epoch {
+            if shared.fence.epoch() != flight.epoch {
                 if let Err(error) = shared.cache.invalidate_prefix(key).await {
+                    // The old rows may stay: distrust the backend.
+                    shared.fence.poison(shared.fence.bump());
                     tracing::warn!(cache_key, slot = %key, %error, "could not drop a racing fill");
                 }
             }
@@ -467,8 +470,8 @@ struct Unsettled<'a>(&'a Shared);
 
 impl Drop for Unsettled<'_> {
     fn drop(&mut self) {
-        self.0.epoch.fetch_add(1, Ordering::AcqRel);
-        self.0.poisoned.store(true, Ordering::Release);
+        let epoch = self.0.fence.bump();
+        self.0.fence.poison(epoch);
         tracing::warn!(
             cache_key = self.0.keys.cache_key(),
             "a write ended without an answer (panic or cancellation); \
