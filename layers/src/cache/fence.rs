@@ -1,14 +1,31 @@
-//! The invalidation state of one cache_key: its epoch and its poison.
+//! The invalidation state of one cache_key, shared by every stack that
+//! caches it in the same backend.
 //!
-//! - the **epoch** is bumped at the start of every invalidation: a fill
-//!   compares it before storing, and reads join only flights started at the
-//!   current epoch;
-//! - the **poison** marks that an invalidation failed: the backend may still
-//!   hold slots older than an acknowledged write, so reads bypass it until a
-//!   later invalidation succeeds. It records *which* invalidation failed, so
-//!   that only an invalidation started after it clears it.
+//! Stacks built from separate [`CacheLayer`](super::CacheLayer)s (two
+//! `LiveTable`s, say) that cache the same cache_key in the same backend share
+//! slots, so they must share what keeps those slots honest:
+//!
+//! - the **epoch**, bumped at the start of every invalidation any of them
+//!   makes: a fill compares it before storing, and reads join only flights
+//!   started at the current epoch. This fences fills and flights across the
+//!   sharers even when the backend's own [`Cache::generation`] is the
+//!   default or fails;
+//! - the **poison**: after a failed invalidation the backend may still hold
+//!   slots older than an acknowledged write, and *every* sharer must stop
+//!   serving them, not only the one whose invalidation failed. It records
+//!   *which* invalidation failed, so that only an invalidation started after
+//!   it clears it.
+//!
+//! Sharers are found by the identity of the backend (the `Arc<dyn Cache>`
+//! they were given, or clones of it) and the cache_key's prefix, in a
+//! process-wide registry of weak references: a fence lives as long as some
+//! stack uses it.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use super::backend::Cache;
 
 /// Invalidation state of one cache_key in one backend instance.
 #[derive(Debug, Default)]
@@ -22,6 +39,27 @@ pub(crate) struct Fence {
 }
 
 impl Fence {
+    /// The fence shared by every stack that caches under `prefix` in `cache`.
+    pub(crate) fn shared(cache: &Arc<dyn Cache>, prefix: &str) -> Arc<Fence> {
+        type Registry = Mutex<HashMap<(usize, String), Weak<Fence>>>;
+        static REGISTRY: OnceLock<Registry> = OnceLock::new();
+        // The backend's address: every clone of one `Arc` has it, and it
+        // cannot be reused while a stack holding this fence holds the `Arc`.
+        let id = Arc::as_ptr(cache) as *const () as usize;
+        let mut registry = REGISTRY
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let key = (id, prefix.to_owned());
+        if let Some(fence) = registry.get(&key).and_then(Weak::upgrade) {
+            return fence;
+        }
+        registry.retain(|_, fence| fence.strong_count() > 0);
+        let fence = Arc::new(Fence::default());
+        registry.insert(key, Arc::downgrade(&fence));
+        fence
+    }
+
     /// The current epoch.
     pub(crate) fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)

@@ -21,7 +21,8 @@ pub(crate) struct Shared {
     /// The cache_key's epoch (bumped on every invalidation; a fill that saw
     /// another value before asking the master does not install its rows) and
     /// poison (an invalidation failed: reads bypass the backend until a later
-    /// one succeeds).
+    /// one succeeds), shared with every stack caching this cache_key in this
+    /// backend.
     fence: Arc<Fence>,
     /// Master reads in flight, by slot and the fence they were started at.
     flights: Mutex<HashMap<FlightKey, Flight>>,
@@ -43,9 +44,9 @@ struct FlightKey {
 impl Shared {
     pub(crate) fn new(cache: Arc<dyn Cache>, keys: SlotKeys) -> Self {
         Self {
+            fence: Fence::shared(&cache, keys.prefix()),
             cache,
             keys,
-            fence: Arc::new(Fence::default()),
             flights: Mutex::new(HashMap::new()),
         }
     }
@@ -410,8 +411,8 @@ async fn fill(shared: &Shared, kind: SlotKind, flight: &FlightKey, response: &Re
     {
         Ok(true) => {
             tracing::debug!(cache_key, slot = %key, outcome = "populated");
-            // An invalidation of this stack may have slipped in between the
-            // check above and the store; if so, the slot may hold old rows.
+            // An invalidation may have slipped in between the check above and
+            // the store; if so, the slot may hold old rows.
             if shared.fence.epoch() != flight.epoch {
                 if let Err(error) = shared.cache.invalidate_prefix(key).await {
                     // The old rows may stay: distrust the backend.
