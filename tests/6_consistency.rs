@@ -375,7 +375,7 @@ impl Slot {
         })
     }
 
-    async fn from_master(self, master: &AnyTable) -> String {
+    async fn on_master(self, master: &AnyTable) -> String {
         match self {
             Slot::Page => format!("{:?}", master_rows(master, page(2)).await),
             Slot::Id => format!("{:?}", master.get_value(&ROW.to_string()).await.unwrap()),
@@ -430,7 +430,7 @@ async fn sixty_four_concurrent_cold_reads_of_one_slot_make_exactly_one_master_re
                 let (wrapped, probe) = Instrumented::wrap(master.table.clone());
                 let key = format!("{KEY}-{slot:?}");
                 let live = LiveTable::new(wrapped, key, faulty.clone());
-                let expected = slot.from_master(&master.table).await;
+                let expected = slot.on_master(&master.table).await;
 
                 let mut held = probe.hold_reads(1);
                 let waiters = start_waiters(64, slot, &live, &faulty, 0).await;
@@ -488,7 +488,7 @@ async fn an_error_reaches_every_waiter_and_is_not_cached() {
             probe.set_down(false);
             assert_eq!(
                 slot.read(&live).await.unwrap(),
-                slot.from_master(&master.table).await,
+                slot.on_master(&master.table).await,
                 "{what}"
             );
             assert_eq!(probe.reads(), 2, "{what}");
@@ -509,7 +509,7 @@ async fn a_waiter_that_gives_up_does_not_cancel_the_read_for_the_others() {
         let faulty = FaultyCache::around(cache.clone());
         let (wrapped, probe) = Instrumented::wrap(master.table.clone());
         let live = LiveTable::new(wrapped, KEY, faulty.clone());
-        let expected = Slot::Page.from_master(&master.table).await;
+        let expected = Slot::Page.on_master(&master.table).await;
         let key = Slot::Page.key(&live);
 
         // The first waiter starts the read and gives up; the second joined it.
@@ -665,7 +665,7 @@ async fn a_failing_get_is_a_miss() {
         for slot in Slot::ALL {
             assert_eq!(
                 slot.read(&t.live).await.unwrap(),
-                slot.from_master(&master.table).await,
+                slot.on_master(&master.table).await,
                 "{name}: {slot:?}"
             );
         }
@@ -689,7 +689,7 @@ async fn a_wrong_shaped_slot_is_a_miss() {
             for _ in 0..2 {
                 assert_eq!(
                     slot.read(&t.live).await.unwrap(),
-                    slot.from_master(&master.table).await,
+                    slot.on_master(&master.table).await,
                     "{name}: {slot:?}"
                 );
             }
@@ -708,7 +708,7 @@ async fn a_failing_put_still_returns_the_masters_rows() {
             for _ in 0..2 {
                 assert_eq!(
                     slot.read(&t.live).await.unwrap(),
-                    slot.from_master(&master.table).await,
+                    slot.on_master(&master.table).await,
                     "{name}: {slot:?}"
                 );
             }
@@ -730,7 +730,7 @@ async fn a_failing_generation_answers_from_the_master_without_filling_and_keeps_
     let master = common::redb_master("product").await;
     for (name, t) in faulty_tables(&master) {
         t.faulty.generation.set(Fault::Always);
-        let expected = Slot::Page.from_master(&master.table).await;
+        let expected = Slot::Page.on_master(&master.table).await;
         let mut held = t.probe.hold_reads(1);
         let waiters = start_waiters(16, Slot::Page, &t.live, &t.faulty, 0).await;
         held.fetched().await;
@@ -899,7 +899,7 @@ async fn a_corrupt_entry_in_the_redb_cache_is_a_miss_not_an_error() {
         for slot in Slot::ALL {
             assert_eq!(
                 slot.read(&live).await.unwrap(),
-                slot.from_master(&master.table).await,
+                slot.on_master(&master.table).await,
                 "{what}: {slot:?}"
             );
         }
