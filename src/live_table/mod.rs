@@ -75,13 +75,42 @@ pub type CoreStack = WriteQueue<CacheService<TableService>>;
 ///
 /// # Guarantees
 ///
-/// - A write that succeeds drops every slot of the cache_key before it
-///   returns; a read issued afterwards never sees a pre-write slot. A write
-///   that fails leaves the cache as it was.
-/// - A read that missed and overlapped an invalidation does not install the
-///   rows it fetched (they may predate the write).
-/// - The cache is disposable: a failing cache costs speed, never data and
-///   never a wrong answer (see [`CacheLayer`]).
+/// A read answers with what the master held at some instant no earlier than
+/// the last write acknowledged, or event processed, before the read started
+/// (through this LiveTable or any LiveTable sharing its cache and cache_key;
+/// share a cache by passing clones of one `Arc`). Changes made behind the
+/// LiveTables' backs show up once an event for them has been processed
+/// ([`LiveTable::with_live_stream`]). In detail:
+///
+/// - **Writes invalidate before they answer.** A write that succeeds drops
+///   every slot of the cache_key before it returns; a read issued afterwards
+///   never sees a pre-write slot. A write that fails leaves the cache as it
+///   was.
+/// - **No stale fill.** A read that missed and is still waiting on the master
+///   when a write through any LiveTable sharing the cache and cache_key is
+///   acknowledged, or when an event for the cache_key is processed, does not
+///   install the rows it fetched: they may predate the change. (It still
+///   returns them: it overlapped the change.) Reads issued after the
+///   acknowledgement, or after the event was processed, return rows fetched
+///   after it. This holds for `MemCache` and `RedbCache`; for a third-party
+///   [`Cache`] see [`Cache::generation`].
+/// - **Single flight.** Concurrent misses of one slot (one page at one page
+///   size, one id, one count) on a LiveTable and its clones make one master
+///   read, and every waiter gets that result. An error reaches every waiter
+///   and is not cached. A waiter that gives up (drops its future, times out)
+///   does not cancel the read for the others.
+/// - **Master outages.** Warm slots keep serving while the master fails; a
+///   cold read returns the master's error as soon as the master returns it
+///   (the LiveTable adds no retries and no timeouts).
+/// - **Cache faults cost speed, never correctness.** A cache `get` that fails
+///   or answers bytes that do not decode is a miss (with a `warn!`); a failed
+///   `put` still returns the master's rows (with a `warn!`). If dropping the
+///   cache_key fails after a write or an event, the write still succeeds, and
+///   every LiveTable sharing the cache and cache_key falls back to reading
+///   the master without the cache (retrying the invalidation on each read,
+///   with a `warn!`) until an invalidation started after the failure
+///   succeeds: a stale slot is never served. See [`CacheLayer`] for the
+///   details.
 ///
 /// # Writes
 ///
@@ -192,8 +221,9 @@ impl LiveTable {
     /// Wrap `master` with `cache`, caching under `cache_key`.
     ///
     /// The cache_key is the caller's to choose and own: LiveTables that share
-    /// a cache and a cache_key share slots and invalidations, so give each
-    /// distinct view of data its own key. Any text works.
+    /// a cache (clones of one `Arc`) and a cache_key share slots and
+    /// invalidations, so give each distinct view of data its own key. Any
+    /// text works.
     ///
     /// The LiveTable starts with the master's current pagination.
     pub fn new(master: AnyTable, cache_key: impl Into<String>, cache: Arc<dyn Cache>) -> Self {

@@ -6,6 +6,9 @@
 //! let live = LiveTable::new(master, "products", cache);
 //! live.list_values().await?;          // probe.reads() == 1
 //! probe.set_down(true);               // every master read/write now fails
+//! let mut held = probe.hold_reads(1); // the next read stops after fetching
+//! held.fetched().await;               // ...it has its (old) rows now
+//! held.release(1);                    // ...and goes on
 //! ```
 
 use std::any::Any;
@@ -15,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use ciborium::Value;
 use indexmap::IndexMap;
-use tokio::sync::Barrier;
+use tokio::sync::{mpsc, Barrier, Semaphore};
 use vantage_core::Result;
 use vantage_dataset::traits::{ReadableValueSet, ValueSet, WritableValueSet};
 use vantage_expressions::AnyExpression;
@@ -38,6 +41,39 @@ pub struct Probe {
     pub down: AtomicBool,
     /// If set, every read waits on this barrier before touching the master.
     gate: Mutex<Option<Arc<Barrier>>>,
+    /// If set, the next reads stop after the master answered, until released.
+    hold: Mutex<Option<Hold>>,
+}
+
+/// Reads still to hold, and how the test hears of and releases them.
+#[derive(Debug)]
+struct Hold {
+    remaining: usize,
+    fetched: mpsc::UnboundedSender<()>,
+    release: Arc<Semaphore>,
+}
+
+/// The test's side of [`Probe::hold_reads`].
+#[derive(Debug)]
+pub struct Held {
+    fetched: mpsc::UnboundedReceiver<()>,
+    release: Arc<Semaphore>,
+}
+
+impl Held {
+    /// Wait until one more held read has its answer from the master (rows or
+    /// error) and is waiting to return it.
+    pub async fn fetched(&mut self) {
+        tokio::time::timeout(super::PATIENCE, self.fetched.recv())
+            .await
+            .expect("no held read reached the master")
+            .expect("the probe is gone");
+    }
+
+    /// Let `n` held reads return their answer.
+    pub fn release(&self, n: usize) {
+        self.release.add_permits(n);
+    }
 }
 
 impl Probe {
@@ -58,18 +94,54 @@ impl Probe {
         *self.gate.lock().unwrap() = Some(Arc::new(Barrier::new(n)));
     }
 
+    /// Hold the next `n` reads after the master answered them, before they
+    /// return: the read has its rows (from before whatever the test does
+    /// next) and waits until [`Held::release`].
+    pub fn hold_reads(&self, n: usize) -> Held {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let release = Arc::new(Semaphore::new(0));
+        *self.hold.lock().unwrap() = Some(Hold {
+            remaining: n,
+            fetched: tx,
+            release: release.clone(),
+        });
+        Held {
+            fetched: rx,
+            release,
+        }
+    }
+
     /// Stop gating reads.
     pub fn ungate(&self) {
         *self.gate.lock().unwrap() = None;
     }
 
-    async fn read(&self) -> Result<()> {
+    /// One master read: counted, gated, failing while down, held if asked.
+    async fn read<T>(&self, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
         self.reads.fetch_add(1, Ordering::SeqCst);
         let gate = self.gate.lock().unwrap().clone();
         if let Some(barrier) = gate {
             barrier.wait().await;
         }
-        self.check()
+        let result = match self.check() {
+            Ok(()) => call.await,
+            Err(e) => Err(e),
+        };
+        let held = {
+            let mut hold = self.hold.lock().unwrap();
+            match hold.as_mut() {
+                Some(h) if h.remaining > 0 => {
+                    h.remaining -= 1;
+                    let _ = h.fetched.send(());
+                    Some(h.release.clone())
+                }
+                _ => None,
+            }
+        };
+        if let Some(release) = held {
+            release.acquire().await.expect("never closed").forget();
+        }
+        result
     }
 
     fn check(&self) -> Result<()> {
@@ -109,18 +181,15 @@ impl ValueSet for Instrumented {
 #[async_trait]
 impl ReadableValueSet for Instrumented {
     async fn list_values(&self) -> Result<IndexMap<String, Record<Value>>> {
-        self.probe.read().await?;
-        self.inner.list_values().await
+        self.probe.read(self.inner.list_values()).await
     }
 
     async fn get_value(&self, id: &String) -> Result<Option<Record<Value>>> {
-        self.probe.read().await?;
-        self.inner.get_value(id).await
+        self.probe.read(self.inner.get_value(id)).await
     }
 
     async fn get_some_value(&self) -> Result<Option<(String, Record<Value>)>> {
-        self.probe.read().await?;
-        self.inner.get_some_value().await
+        self.probe.read(self.inner.get_some_value()).await
     }
 }
 
@@ -228,8 +297,7 @@ impl TableLike for Instrumented {
     }
 
     async fn get_count(&self) -> Result<i64> {
-        self.probe.read().await?;
-        self.inner.get_count().await
+        self.probe.read(self.inner.get_count()).await
     }
 
     fn get_ref(&self, relation: &str) -> Result<AnyTable> {

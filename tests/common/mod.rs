@@ -2,16 +2,22 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod bakery;
+pub mod faulty_cache;
 pub mod instrumented;
+pub mod latency;
 pub mod masters;
 pub mod postgres;
 pub mod recording;
+pub mod rng;
 
 pub use bakery::Model;
-pub use instrumented::{Instrumented, Probe, DOWN};
+pub use faulty_cache::{Fault, FaultyCache};
+pub use instrumented::{Held, Instrumented, Probe, DOWN};
+pub use latency::{Delays, Latency};
 pub use masters::{embedded_masters, redb_master, seed, sqlite_master, Master};
 pub use postgres::{all_masters, postgres_master, PgSchema};
 pub use recording::{Recorder, Recording, PATIENCE};
+pub use rng::{Rng, SeedGuard};
 
 use ciborium::Value;
 use indexmap::IndexMap;

@@ -110,8 +110,10 @@ impl CachedRows {
 /// any key the plain string semantics below.
 ///
 /// A cache is disposable: a backend that fails costs speed, never a wrong
-/// answer. The cache layer treats a failing `get` as a miss and a failing
-/// `put` as a skipped fill.
+/// answer. The cache layer treats a failing `get` as a miss, a failing `put`
+/// or `generation` as a skipped fill, and a failing `invalidate_prefix` as a
+/// reason to stop reading the backend for that cache_key until an
+/// invalidation succeeds.
 #[async_trait]
 pub trait Cache: Send + Sync {
     /// The slot stored under `key`, if any.
@@ -131,9 +133,14 @@ pub trait Cache: Send + Sync {
     /// Together with [`put_if_generation`](Cache::put_if_generation) this
     /// fences fills: a read that took the generation before asking the master
     /// installs its rows only if no invalidation happened since, so a slow
-    /// read cannot put back rows older than a write. The default returns `0`
-    /// and leaves fills unfenced across stacks; every backend in this project
-    /// overrides both.
+    /// read cannot put back rows older than a write.
+    ///
+    /// The default returns `0`. The cache layer then fences fills only with
+    /// the epoch it shares between stacks given the same `Arc<dyn Cache>`,
+    /// which cannot make the check and the store atomic: a racing store is
+    /// dropped again right after it, and stacks reaching the store through
+    /// other `Arc`s are not fenced (see the [module docs](super)). Every
+    /// backend in this project overrides both methods.
     async fn generation(&self, key: &str) -> Result<u64> {
         let _ = key;
         Ok(0)

@@ -13,7 +13,8 @@ use crate::stats::Stats;
 /// Its invalidations share the layer's guarantees: a read that missed and is
 /// still fetching when [`invalidate`](Invalidator::invalidate) is called does
 /// not install its rows (no stale fill), and a failing backend makes the
-/// layer's reads bypass the cache until an invalidation succeeds.
+/// reads of every layer sharing the backend and cache_key bypass the cache
+/// until an invalidation started after the failure succeeds.
 ///
 /// Cheap to clone; clones invalidate the same cache_key.
 #[derive(Clone)]
@@ -28,8 +29,8 @@ impl Invalidator {
 
     /// Drop every slot of the cache_key.
     ///
-    /// On error the cache_key is poisoned (reads bypass the backend) until a
-    /// later invalidation succeeds; the error is the backend's.
+    /// On error the cache_key is poisoned (reads bypass the backend) until an
+    /// invalidation started later succeeds; the error is the backend's.
     pub async fn invalidate(&self) -> Result<()> {
         self.shared.invalidate().await
     }

@@ -12,7 +12,27 @@ use crate::stats::Stats;
 /// Puts a [`Cache`] in front of a service, under one cache_key.
 ///
 /// Every service this layer builds shares the layer's state, so clones of one
-/// stack see each other's invalidations at once.
+/// stack see each other's invalidations at once, and share single flight.
+/// Layers built over the same `Arc<dyn Cache>` (clones of one `Arc`) and
+/// cache_key share the cache_key's fence, so each sees the others'
+/// invalidations too.
+///
+/// What it guarantees, in short (the [module docs](super) say it in full):
+///
+/// - **Writes invalidate before they answer**; a failed write leaves the
+///   cache as it was.
+/// - **No stale fill**: a read that missed and is still fetching when any
+///   sharer's invalidation starts does not store its rows, and reads issued
+///   after an invalidation answer with rows fetched after it.
+/// - **Single flight**: concurrent misses of one slot make one inner read;
+///   its result, or its error (never cached), reaches every waiter; a waiter
+///   that gives up does not cancel it.
+/// - **Inner outages**: warm slots keep serving; cold reads fail with the
+///   inner error as soon as it comes.
+/// - **Cache faults cost speed, never correctness**: failing or junk `get`s
+///   are misses, failing `put`s and `generation`s skip the fill, and a failed
+///   invalidation makes every sharer bypass the backend until an
+///   invalidation started after it succeeds.
 #[derive(Clone)]
 pub struct CacheLayer {
     shared: Arc<Shared>,

@@ -21,18 +21,77 @@
 //!
 //! # Guarantees
 //!
+//! A read answers with what the inner service (the master) held at some
+//! instant no earlier than the last write acknowledged, or invalidation
+//! done, before the read started. In detail:
+//!
 //! - **A write invalidates before it answers.** A write that succeeds drops
 //!   every slot of the cache_key before its response is returned, so a read
 //!   issued after the response never sees a pre-write slot. A write that
 //!   fails leaves the cache as it was.
-//! - **No stale fill.** A read that missed notes the cache_key's generation
-//!   before asking the inner service and installs what it got only if no
-//!   invalidation happened meanwhile (in this stack, or, for backends that
-//!   implement [`Cache::generation`], in any stack sharing the backend).
-//! - **Cache faults cost speed, not correctness.** A failing or malformed
-//!   `get` is a miss, a failing `put` still returns the inner service's
-//!   answer, and a failing invalidation makes reads bypass the backend until
-//!   an invalidation succeeds, so a stale slot is never served.
+//! - **No stale fill.** A read that missed and is still waiting on the inner
+//!   service when an invalidation starts (a write through any stack sharing
+//!   the backend and cache_key, an [`Invalidator`] call, an event handled by
+//!   [`InvalidateOnEventLayer`](crate::InvalidateOnEventLayer)) does not
+//!   install the rows it fetched: they may predate the change. It still
+//!   answers with them (it overlapped the change). Reads issued after the
+//!   invalidation miss, and never join a read started before it: they answer
+//!   with rows fetched after it.
+//! - **Single flight.** Concurrent misses of one slot in one stack make one
+//!   inner read, on a task of its own, and every waiter gets its result. An
+//!   error reaches every waiter (each gets a `VantageError` with the same
+//!   message and the shared original as its source) and is not cached: the
+//!   next read asks again. A waiter that gives up (drops its future) does not
+//!   cancel the read for the others; the read finishes and fills the slot
+//!   even if every waiter gave up. Separate stacks sharing a cache_key each
+//!   make their own read.
+//! - **Outages of the inner service.** Warm slots keep serving while it
+//!   fails: the layer never asks it for a slot it holds. A cold read returns
+//!   its error as soon as it fails; the layer adds no retries and no
+//!   timeouts (an inner read that hangs is waited on: put a timeout below
+//!   the layer if the master can hang).
+//! - **Cache faults cost speed, never correctness.** The backend is
+//!   disposable:
+//!   - a `get` that fails, or answers a slot that does not decode or has the
+//!     wrong shape for its kind, is a miss (`warn!`); the fill replaces it;
+//!   - a `put` that fails still returns the inner service's answer
+//!     (`warn!`);
+//!   - a [`Cache::generation`] that fails makes that read answer from the
+//!     inner service without storing (`warn!`); single flight still holds;
+//!   - an invalidation that fails (after a write, an event or an
+//!     `Invalidator` call) **poisons** the cache_key: the write itself still
+//!     succeeds, but every stack sharing the backend and cache_key stops
+//!     using the backend for it. Its reads go to the inner service, store
+//!     nothing, and each first retries the invalidation (`warn!` per read).
+//!     The poison lifts when an invalidation started after the failure
+//!     succeeds. A write that never settles (it panics, or its future is
+//!     dropped while the master may have applied it) poisons the same way.
+//!
+//! # Sharing a backend
+//!
+//! Stacks (`LiveTable`s) given the same `Arc<dyn Cache>` (clones of one
+//! `Arc`) and the same cache_key share slots, and in the process they share
+//! one *fence* for the cache_key: an epoch bumped at the start of every
+//! invalidation any of them makes, and the poison. A fill checks the epoch
+//! before it stores, and reads join only reads started at the current epoch,
+//! so a read issued after any sharer's invalidation never gets rows fetched
+//! before it, and a failed invalidation is seen by every sharer.
+//!
+//! The check and the store are made atomic by the backend: a fill stores
+//! with [`Cache::put_if_generation`], at the [`Cache::generation`] it read
+//! before asking the inner service, and the backend refuses it if an
+//! invalidation reached it since. This also fences stacks that reach one
+//! store through different `Arc`s. `MemCache` and `RedbCache` implement
+//! both.
+//!
+//! The trait's defaults (generation always 0, unconditional store) are for
+//! backends that cannot do this. With them a fill can still land just after
+//! an invalidation that started after the fill's epoch check; the layer
+//! re-checks the epoch after every store and drops such a slot again (or
+//! poisons the cache_key if it cannot), so a read in that short window may
+//! be served the older rows. Stacks that reach such a store through
+//! different `Arc`s are not fenced at all, and the poison is never shared
+//! beyond one `Arc`.
 //!
 //! # Tracing
 //!
@@ -70,6 +129,7 @@
 //! ```
 
 mod backend;
+mod fence;
 mod invalidator;
 mod layer;
 mod service;

@@ -1,6 +1,5 @@
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -11,6 +10,7 @@ use vantage_core::{Result, VantageError};
 use vantage_types::Record;
 
 use super::backend::{Cache, CachedRows};
+use super::fence::Fence;
 use super::slot::SlotKeys;
 use crate::request::{Request, Response, Rows, Value};
 use crate::stats::Stats;
@@ -22,13 +22,12 @@ pub(crate) struct Shared {
     pub(crate) keys: SlotKeys,
     /// The stack's counters (see [`Stats`]).
     pub(crate) stats: Arc<Stats>,
-    /// Bumped on every invalidation this stack makes; a fill that saw another
-    /// value before asking the master does not install its rows.
-    epoch: AtomicU64,
-    /// Set while the last invalidation failed: the backend may still hold
-    /// slots older than an acknowledged write, so reads bypass it until an
-    /// invalidation succeeds.
-    poisoned: AtomicBool,
+    /// The cache_key's epoch (bumped on every invalidation; a fill that saw
+    /// another value before asking the master does not install its rows) and
+    /// poison (an invalidation failed: reads bypass the backend until a later
+    /// one succeeds), shared with every stack caching this cache_key in this
+    /// backend.
+    fence: Arc<Fence>,
     /// Master reads in flight, by slot and the fence they were started at.
     flights: Mutex<HashMap<FlightKey, Flight>>,
 }
@@ -49,19 +48,21 @@ struct FlightKey {
 impl Shared {
     pub(crate) fn new(cache: Arc<dyn Cache>, keys: SlotKeys) -> Self {
         Self {
+            fence: Fence::shared(&cache, keys.prefix()),
             cache,
             keys,
             stats: Arc::new(Stats::new()),
-            epoch: AtomicU64::new(0),
-            poisoned: AtomicBool::new(false),
             flights: Mutex::new(HashMap::new()),
         }
     }
 
     /// Drop every slot of this cache_key. If the backend fails, the cache_key
-    /// is poisoned: reads bypass the backend until an invalidation succeeds.
+    /// is poisoned: reads bypass the backend until an invalidation started
+    /// after this one succeeds. (One started before it may have dropped the
+    /// slots before this invalidation's write reached the master: its
+    /// success does not clear this failure.)
     pub(crate) async fn invalidate(&self) -> Result<()> {
-        self.epoch.fetch_add(1, Ordering::AcqRel);
+        let epoch = self.fence.bump();
         let prefix = self.keys.prefix();
         match self
             .cache
@@ -70,12 +71,12 @@ impl Shared {
             .await
         {
             Ok(()) => {
-                self.poisoned.store(false, Ordering::Release);
+                self.fence.cleared(epoch);
                 self.stats.invalidated();
                 Ok(())
             }
             Err(error) => {
-                self.poisoned.store(true, Ordering::Release);
+                self.fence.poison(epoch);
                 Err(error)
             }
         }
@@ -84,18 +85,19 @@ impl Shared {
     /// Whether the backend can be trusted for reads: not poisoned, or the
     /// retried invalidation now succeeded.
     async fn usable(&self) -> bool {
-        if !self.poisoned.load(Ordering::Acquire) {
+        if !self.fence.is_poisoned() {
             return true;
         }
         match self.invalidate().await {
-            Ok(()) => {
+            Ok(()) if !self.fence.is_poisoned() => {
                 tracing::info!(
                     cache_key = self.keys.cache_key(),
                     "cache invalidation recovered"
                 );
                 true
             }
-            Err(_) => false,
+            // Failed, or a newer failure still stands.
+            _ => false,
         }
     }
 }
@@ -207,11 +209,19 @@ impl SlotKind {
     fn response_from_rows(self, rows: Rows) -> Option<Response> {
         match self {
             SlotKind::List => Some(Response::Rows(rows)),
+            // Exactly what `rows_of` stores: one row under the empty id (a
+            // slot of any other shape is not this row, whatever it holds).
             SlotKind::Row => {
-                let (_, record) = rows.into_iter().next()?;
-                Some(Response::Row(Some(record)))
+                if rows.len() != 1 {
+                    return None;
+                }
+                let (id, record) = rows.into_iter().next()?;
+                id.is_empty().then_some(Response::Row(Some(record)))
             }
             SlotKind::Count => {
+                if rows.len() != 1 {
+                    return None;
+                }
                 let record = rows.get(COUNT_ROW)?;
                 match record.get(COUNT_ROW)? {
                     Value::Integer(n) => i64::try_from(*n).ok().map(Response::Count),
@@ -329,7 +339,7 @@ where
     shared.stats.miss();
 
     // Fence the fill: note where invalidations stand before asking the master.
-    let epoch = shared.epoch.load(Ordering::Acquire);
+    let epoch = shared.fence.epoch();
     let generation = match shared
         .cache
         .generation(&key)
@@ -421,7 +431,7 @@ async fn fill(shared: &Shared, kind: SlotKind, flight: &FlightKey, response: &Re
     let (Some(generation), Some(rows)) = (flight.generation, kind.rows_of(response)) else {
         return;
     };
-    if shared.epoch.load(Ordering::Acquire) != flight.epoch {
+    if shared.fence.epoch() != flight.epoch {
         tracing::debug!(cache_key, slot = %key, "invalidated while reading; not filling");
         return;
     }
@@ -433,14 +443,16 @@ async fn fill(shared: &Shared, kind: SlotKind, flight: &FlightKey, response: &Re
     {
         Ok(true) => {
             tracing::debug!(cache_key, slot = %key, outcome = "populated");
-            // An invalidation of this stack may have slipped in between the
-            // check above and the store; if so, the slot may hold old rows.
-            if shared.epoch.load(Ordering::Acquire) != flight.epoch {
+            // An invalidation may have slipped in between the check above and
+            // the store; if so, the slot may hold old rows.
+            if shared.fence.epoch() != flight.epoch {
                 let drop_slot = shared
                     .cache
                     .invalidate_prefix(key)
                     .instrument(tracing::debug_span!("cache.invalidate_prefix", prefix = %key));
                 if let Err(error) = drop_slot.await {
+                    // The old rows may stay: distrust the backend.
+                    shared.fence.poison(shared.fence.bump());
                     tracing::warn!(cache_key, slot = %key, %error, "could not drop a racing fill");
                 }
             }
@@ -504,8 +516,8 @@ struct Unsettled<'a>(&'a Shared);
 
 impl Drop for Unsettled<'_> {
     fn drop(&mut self) {
-        self.0.epoch.fetch_add(1, Ordering::AcqRel);
-        self.0.poisoned.store(true, Ordering::Release);
+        let epoch = self.0.fence.bump();
+        self.0.fence.poison(epoch);
         self.0.stats.write_failed();
         tracing::warn!(
             cache_key = self.0.keys.cache_key(),
