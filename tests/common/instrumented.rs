@@ -11,22 +11,14 @@
 //! held.release(1);                    // ...and goes on
 //! ```
 
-use std::any::Any;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use async_trait::async_trait;
-use ciborium::Value;
-use indexmap::IndexMap;
 use tokio::sync::{mpsc, Barrier, Semaphore};
 use vantage_core::Result;
-use vantage_dataset::traits::{ReadableValueSet, ValueSet, WritableValueSet};
-use vantage_expressions::AnyExpression;
 use vantage_table::any::AnyTable;
-use vantage_table::conditions::ConditionHandle;
-use vantage_table::pagination::Pagination;
-use vantage_table::traits::table_like::TableLike;
-use vantage_types::Record;
+
+use super::hooked::{Call, Hooked, Hooks};
 
 /// The error text every read and write returns while the probe is down.
 pub const DOWN: &str = "master is down (test switch)";
@@ -117,7 +109,7 @@ impl Probe {
     }
 
     /// One master read: counted, gated, failing while down, held if asked.
-    async fn read<T>(&self, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    async fn observe_read<T>(&self, call: Call<'_, T>) -> Result<T> {
         self.reads.fetch_add(1, Ordering::SeqCst);
         let gate = self.gate.lock().unwrap().clone();
         if let Some(barrier) = gate {
@@ -153,154 +145,32 @@ impl Probe {
     }
 }
 
-/// A real `AnyTable` behind a [`Probe`]. Every `TableLike` method delegates.
-#[derive(Clone)]
-pub struct Instrumented {
-    inner: AnyTable,
-    probe: Arc<Probe>,
-}
+/// A real `AnyTable` behind a [`Probe`].
+pub struct Instrumented;
 
 impl Instrumented {
     /// Wrap `table`; the returned `AnyTable` (and every clone of it) reports
     /// to the returned probe.
     pub fn wrap(table: AnyTable) -> (AnyTable, Arc<Probe>) {
         let probe = Arc::new(Probe::default());
-        let wrapped = Instrumented {
-            inner: table,
-            probe: probe.clone(),
-        };
-        (AnyTable::from_table_like(wrapped), probe)
+        (Hooked::wrap(table, probe.clone()), probe)
     }
 }
 
-impl ValueSet for Instrumented {
-    type Id = String;
-    type Value = Value;
-}
-
-#[async_trait]
-impl ReadableValueSet for Instrumented {
-    async fn list_values(&self) -> Result<IndexMap<String, Record<Value>>> {
-        self.probe.read(self.inner.list_values()).await
+impl Hooks for Probe {
+    fn read<'a, T: Send + 'a>(&'a self, call: Call<'a, T>) -> Call<'a, T> {
+        Box::pin(self.observe_read(call))
     }
 
-    async fn get_value(&self, id: &String) -> Result<Option<Record<Value>>> {
-        self.probe.read(self.inner.get_value(id)).await
-    }
-
-    async fn get_some_value(&self) -> Result<Option<(String, Record<Value>)>> {
-        self.probe.read(self.inner.get_some_value()).await
-    }
-}
-
-#[async_trait]
-impl WritableValueSet for Instrumented {
-    async fn insert_value(&self, id: &String, record: &Record<Value>) -> Result<Record<Value>> {
-        self.probe.check()?;
-        self.inner.insert_value(id, record).await
-    }
-
-    async fn replace_value(&self, id: &String, record: &Record<Value>) -> Result<Record<Value>> {
-        self.probe.check()?;
-        self.inner.replace_value(id, record).await
-    }
-
-    async fn patch_value(&self, id: &String, partial: &Record<Value>) -> Result<Record<Value>> {
-        self.probe.check()?;
-        self.inner.patch_value(id, partial).await
-    }
-
-    async fn delete(&self, id: &String) -> Result<()> {
-        self.probe.check()?;
-        self.inner.delete(id).await
-    }
-
-    async fn delete_all(&self) -> Result<()> {
-        self.probe.check()?;
-        self.inner.delete_all().await
-    }
-}
-
-#[async_trait]
-impl TableLike for Instrumented {
-    fn table_name(&self) -> &str {
-        self.inner.table_name()
-    }
-
-    fn table_alias(&self) -> &str {
-        self.inner.table_alias()
-    }
-
-    fn column_names(&self) -> Vec<String> {
-        self.inner.column_names()
-    }
-
-    fn set_table_name(&mut self, name: String) {
-        self.inner.set_table_name(name)
-    }
-
-    fn id_field_name(&self) -> Option<String> {
-        self.inner.id_field_name()
-    }
-
-    fn title_field_names(&self) -> Vec<String> {
-        self.inner.title_field_names()
-    }
-
-    fn column_types(&self) -> IndexMap<String, &'static str> {
-        self.inner.column_types()
-    }
-
-    fn get_ref_names(&self) -> Vec<String> {
-        self.inner.get_ref_names()
-    }
-
-    fn add_condition(&mut self, condition: Box<dyn Any + Send + Sync>) -> Result<()> {
-        self.inner.add_condition(condition)
-    }
-
-    fn add_condition_eq(&mut self, field: &str, value: &str) -> Result<()> {
-        self.inner.add_condition_eq(field, value)
-    }
-
-    fn temp_add_condition(&mut self, condition: AnyExpression) -> Result<ConditionHandle> {
-        self.inner.temp_add_condition(condition)
-    }
-
-    fn temp_remove_condition(&mut self, handle: ConditionHandle) -> Result<()> {
-        self.inner.temp_remove_condition(handle)
-    }
-
-    fn search_expression(&self, search_value: &str) -> Result<AnyExpression> {
-        self.inner.search_expression(search_value)
-    }
-
-    /// Clones share the probe.
-    fn clone_box(&self) -> Box<dyn TableLike<Value = Value, Id = String>> {
-        Box::new(self.clone())
-    }
-
-    fn into_any(self: Box<Self>) -> Box<dyn Any> {
-        self
-    }
-
-    fn as_any_ref(&self) -> &dyn Any {
-        self
-    }
-
-    fn set_pagination(&mut self, pagination: Option<Pagination>) {
-        self.inner.set_pagination(pagination)
-    }
-
-    fn get_pagination(&self) -> Option<&Pagination> {
-        self.inner.get_pagination()
-    }
-
-    async fn get_count(&self) -> Result<i64> {
-        self.probe.read(self.inner.get_count()).await
-    }
-
-    fn get_ref(&self, relation: &str) -> Result<AnyTable> {
-        self.inner.get_ref(relation)
+    fn write<'a, T: Send + 'a>(
+        &'a self,
+        _op: &'static str,
+        _id: Option<&'a str>,
+        call: Call<'a, T>,
+    ) -> Call<'a, T> {
+        Box::pin(async move {
+            self.check()?;
+            call.await
+        })
     }
 }

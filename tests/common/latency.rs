@@ -10,23 +10,13 @@
 //! let master = Latency::wrap(seeded.table.clone(), Delays::jitter(seed, 2_000));
 //! ```
 
-use std::any::Any;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use ciborium::Value;
-use indexmap::IndexMap;
-use vantage_core::Result;
-use vantage_dataset::traits::{ReadableValueSet, ValueSet, WritableValueSet};
-use vantage_expressions::AnyExpression;
 use vantage_table::any::AnyTable;
-use vantage_table::conditions::ConditionHandle;
-use vantage_table::pagination::Pagination;
-use vantage_table::traits::table_like::TableLike;
-use vantage_types::Record;
 
+use super::hooked::{Call, Hooked, Hooks};
 use super::rng::Rng;
 
 /// How long master calls take: each side of the real call sleeps a random
@@ -74,162 +64,40 @@ impl Delays {
     }
 }
 
-/// A real `AnyTable` behind [`Delays`]. Every `TableLike` method delegates.
-#[derive(Clone)]
-pub struct Latency {
-    inner: AnyTable,
-    delays: Arc<Delays>,
-}
+/// A real `AnyTable` behind [`Delays`].
+pub struct Latency;
 
 impl Latency {
     /// Wrap `table`; the returned `AnyTable` (and every clone) is delayed by
     /// `delays`.
     pub fn wrap(table: AnyTable, delays: Arc<Delays>) -> AnyTable {
-        AnyTable::from_table_like(Latency {
-            inner: table,
-            delays,
+        Hooked::wrap(table, delays)
+    }
+}
+
+impl Hooks for Delays {
+    fn read<'a, T: Send + 'a>(&'a self, call: Call<'a, T>) -> Call<'a, T> {
+        Box::pin(async move {
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            self.pause(self.read_us).await;
+            let result = call.await;
+            self.pause(self.read_us).await;
+            result
         })
     }
 
-    async fn read<T>(&self, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-        self.delays.reads.fetch_add(1, Ordering::Relaxed);
-        self.delays.pause(self.delays.read_us).await;
-        let result = call.await;
-        self.delays.pause(self.delays.read_us).await;
-        result
-    }
-
-    async fn write<T>(&self, call: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-        self.delays.writes.fetch_add(1, Ordering::Relaxed);
-        self.delays.pause(self.delays.write_us).await;
-        let result = call.await;
-        self.delays.pause(self.delays.write_us).await;
-        result
-    }
-}
-
-impl ValueSet for Latency {
-    type Id = String;
-    type Value = Value;
-}
-
-#[async_trait]
-impl ReadableValueSet for Latency {
-    async fn list_values(&self) -> Result<IndexMap<String, Record<Value>>> {
-        self.read(self.inner.list_values()).await
-    }
-
-    async fn get_value(&self, id: &String) -> Result<Option<Record<Value>>> {
-        self.read(self.inner.get_value(id)).await
-    }
-
-    async fn get_some_value(&self) -> Result<Option<(String, Record<Value>)>> {
-        self.read(self.inner.get_some_value()).await
-    }
-}
-
-#[async_trait]
-impl WritableValueSet for Latency {
-    async fn insert_value(&self, id: &String, record: &Record<Value>) -> Result<Record<Value>> {
-        self.write(self.inner.insert_value(id, record)).await
-    }
-
-    async fn replace_value(&self, id: &String, record: &Record<Value>) -> Result<Record<Value>> {
-        self.write(self.inner.replace_value(id, record)).await
-    }
-
-    async fn patch_value(&self, id: &String, partial: &Record<Value>) -> Result<Record<Value>> {
-        self.write(self.inner.patch_value(id, partial)).await
-    }
-
-    async fn delete(&self, id: &String) -> Result<()> {
-        self.write(self.inner.delete(id)).await
-    }
-
-    async fn delete_all(&self) -> Result<()> {
-        self.write(self.inner.delete_all()).await
-    }
-}
-
-#[async_trait]
-impl TableLike for Latency {
-    fn table_name(&self) -> &str {
-        self.inner.table_name()
-    }
-
-    fn table_alias(&self) -> &str {
-        self.inner.table_alias()
-    }
-
-    fn column_names(&self) -> Vec<String> {
-        self.inner.column_names()
-    }
-
-    fn set_table_name(&mut self, name: String) {
-        self.inner.set_table_name(name)
-    }
-
-    fn id_field_name(&self) -> Option<String> {
-        self.inner.id_field_name()
-    }
-
-    fn title_field_names(&self) -> Vec<String> {
-        self.inner.title_field_names()
-    }
-
-    fn column_types(&self) -> IndexMap<String, &'static str> {
-        self.inner.column_types()
-    }
-
-    fn get_ref_names(&self) -> Vec<String> {
-        self.inner.get_ref_names()
-    }
-
-    fn add_condition(&mut self, condition: Box<dyn Any + Send + Sync>) -> Result<()> {
-        self.inner.add_condition(condition)
-    }
-
-    fn add_condition_eq(&mut self, field: &str, value: &str) -> Result<()> {
-        self.inner.add_condition_eq(field, value)
-    }
-
-    fn temp_add_condition(&mut self, condition: AnyExpression) -> Result<ConditionHandle> {
-        self.inner.temp_add_condition(condition)
-    }
-
-    fn temp_remove_condition(&mut self, handle: ConditionHandle) -> Result<()> {
-        self.inner.temp_remove_condition(handle)
-    }
-
-    fn search_expression(&self, search_value: &str) -> Result<AnyExpression> {
-        self.inner.search_expression(search_value)
-    }
-
-    fn clone_box(&self) -> Box<dyn TableLike<Value = Value, Id = String>> {
-        Box::new(self.clone())
-    }
-
-    fn into_any(self: Box<Self>) -> Box<dyn Any> {
-        self
-    }
-
-    fn as_any_ref(&self) -> &dyn Any {
-        self
-    }
-
-    fn set_pagination(&mut self, pagination: Option<Pagination>) {
-        self.inner.set_pagination(pagination)
-    }
-
-    fn get_pagination(&self) -> Option<&Pagination> {
-        self.inner.get_pagination()
-    }
-
-    async fn get_count(&self) -> Result<i64> {
-        self.read(self.inner.get_count()).await
-    }
-
-    fn get_ref(&self, relation: &str) -> Result<AnyTable> {
-        self.inner.get_ref(relation)
+    fn write<'a, T: Send + 'a>(
+        &'a self,
+        _op: &'static str,
+        _id: Option<&'a str>,
+        call: Call<'a, T>,
+    ) -> Call<'a, T> {
+        Box::pin(async move {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+            self.pause(self.write_us).await;
+            let result = call.await;
+            self.pause(self.write_us).await;
+            result
+        })
     }
 }

@@ -11,8 +11,6 @@ use vantage_sql::sqlite::SqliteDB;
 use vantage_table::any::AnyTable;
 use vantage_table::sorting::OrderBy;
 use vantage_table::table::Table;
-use vantage_table::traits::table_source::TableSource;
-use vantage_types::EmptyEntity;
 
 pub use super::bakery::with_columns;
 use super::bakery::{Entity, Model};

@@ -3,6 +3,7 @@
 
 pub mod bakery;
 pub mod faulty_cache;
+pub mod hooked;
 pub mod instrumented;
 pub mod latency;
 pub mod masters;

@@ -4,24 +4,14 @@
 //! each write at a gate until the test lets it pass, can panic on one id, and
 //! says when its last clone is dropped.
 
-use std::any::Any;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use ciborium::Value;
-use indexmap::IndexMap;
 use tokio::sync::{mpsc, oneshot, Semaphore};
-use vantage_core::Result;
-use vantage_dataset::prelude::{ReadableValueSet, WritableValueSet};
-use vantage_dataset::traits::ValueSet;
-use vantage_expressions::AnyExpression;
 use vantage_table::any::AnyTable;
-use vantage_table::conditions::ConditionHandle;
-use vantage_table::pagination::Pagination;
-use vantage_table::traits::table_like::TableLike;
-use vantage_types::Record;
+
+use super::hooked::{Call, Hooked, Hooks};
 
 /// How long a test waits for something that must happen before it calls it a
 /// hang. Never waited out when the code is right.
@@ -54,18 +44,15 @@ impl RecordingBuilder {
         let applied = Arc::new(Mutex::new(Vec::new()));
         let max_in_flight = Arc::new(AtomicUsize::new(0));
         let gate = self.gated.then(|| Arc::new(Semaphore::new(0)));
-        let wrapper = Recording {
-            inner: self.inner,
-            watch: Arc::new(Watch {
-                applied: applied.clone(),
-                in_flight: AtomicUsize::new(0),
-                max_in_flight: max_in_flight.clone(),
-                gate: gate.clone(),
-                panic_on: self.panic_on,
-                started: started_tx,
-                dropped: Mutex::new(Some(dropped_tx)),
-            }),
-        };
+        let watch = Arc::new(Watch {
+            applied: applied.clone(),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: max_in_flight.clone(),
+            gate: gate.clone(),
+            panic_on: self.panic_on,
+            started: started_tx,
+            dropped: Mutex::new(Some(dropped_tx)),
+        });
         let recorder = Recorder {
             applied,
             max_in_flight,
@@ -73,7 +60,7 @@ impl RecordingBuilder {
             started: started_rx,
             dropped: Some(dropped_rx),
         };
-        (AnyTable::from_table_like(wrapper), recorder)
+        (Hooked::wrap(self.inner, watch), recorder)
     }
 }
 
@@ -133,11 +120,8 @@ impl Recorder {
 }
 
 /// The wrapper: a real table, watched.
-#[derive(Clone)]
-pub struct Recording {
-    inner: AnyTable,
-    watch: Arc<Watch>,
-}
+/// Starts a [`RecordingBuilder`].
+pub struct Recording;
 
 impl Recording {
     /// Start building a wrapper around `inner`.
@@ -148,30 +132,34 @@ impl Recording {
             panic_on: None,
         }
     }
+}
 
-    async fn write<T>(
-        &self,
-        op: &str,
-        id: Option<&str>,
-        apply: impl std::future::Future<Output = Result<T>>,
-    ) -> Result<T> {
-        let name = match id {
-            Some(id) => format!("{op} {id}"),
-            None => op.to_string(),
-        };
-        let _ = self.watch.started.send(name.clone());
-        if let Some(gate) = &self.watch.gate {
-            gate.acquire().await.expect("gate open").forget();
-        }
-        let _in_flight = InFlight::enter(&self.watch);
-        if op == "insert" && id.is_some() && self.watch.panic_on.as_deref() == id {
-            panic!("test wrapper: inserting {name} panics");
-        }
-        let result = apply.await;
-        if result.is_ok() {
-            self.watch.applied.lock().unwrap().push(name);
-        }
-        result
+impl Hooks for Watch {
+    fn write<'a, T: Send + 'a>(
+        &'a self,
+        op: &'static str,
+        id: Option<&'a str>,
+        apply: Call<'a, T>,
+    ) -> Call<'a, T> {
+        Box::pin(async move {
+            let name = match id {
+                Some(id) => format!("{op} {id}"),
+                None => op.to_string(),
+            };
+            let _ = self.started.send(name.clone());
+            if let Some(gate) = &self.gate {
+                gate.acquire().await.expect("gate open").forget();
+            }
+            let _in_flight = InFlight::enter(self);
+            if op == "insert" && id.is_some() && self.panic_on.as_deref() == id {
+                panic!("test wrapper: inserting {name} panics");
+            }
+            let result = apply.await;
+            if result.is_ok() {
+                self.applied.lock().unwrap().push(name);
+            }
+            result
+        })
     }
 }
 
@@ -207,131 +195,5 @@ impl<'a> InFlight<'a> {
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl ValueSet for Recording {
-    type Id = String;
-    type Value = Value;
-}
-
-#[async_trait]
-impl ReadableValueSet for Recording {
-    async fn list_values(&self) -> Result<IndexMap<String, Record<Value>>> {
-        self.inner.list_values().await
-    }
-
-    async fn get_value(&self, id: &String) -> Result<Option<Record<Value>>> {
-        self.inner.get_value(id).await
-    }
-
-    async fn get_some_value(&self) -> Result<Option<(String, Record<Value>)>> {
-        self.inner.get_some_value().await
-    }
-}
-
-#[async_trait]
-impl WritableValueSet for Recording {
-    async fn insert_value(&self, id: &String, record: &Record<Value>) -> Result<Record<Value>> {
-        self.write("insert", Some(id), self.inner.insert_value(id, record))
-            .await
-    }
-
-    async fn replace_value(&self, id: &String, record: &Record<Value>) -> Result<Record<Value>> {
-        self.write("replace", Some(id), self.inner.replace_value(id, record))
-            .await
-    }
-
-    async fn patch_value(&self, id: &String, partial: &Record<Value>) -> Result<Record<Value>> {
-        self.write("patch", Some(id), self.inner.patch_value(id, partial))
-            .await
-    }
-
-    async fn delete(&self, id: &String) -> Result<()> {
-        self.write("delete", Some(id), self.inner.delete(id)).await
-    }
-
-    async fn delete_all(&self) -> Result<()> {
-        self.write("delete_all", None, self.inner.delete_all())
-            .await
-    }
-}
-
-#[async_trait]
-impl TableLike for Recording {
-    fn table_name(&self) -> &str {
-        self.inner.table_name()
-    }
-
-    fn table_alias(&self) -> &str {
-        self.inner.table_alias()
-    }
-
-    fn column_names(&self) -> Vec<String> {
-        self.inner.column_names()
-    }
-
-    fn id_field_name(&self) -> Option<String> {
-        self.inner.id_field_name()
-    }
-
-    fn title_field_names(&self) -> Vec<String> {
-        self.inner.title_field_names()
-    }
-
-    fn column_types(&self) -> IndexMap<String, &'static str> {
-        self.inner.column_types()
-    }
-
-    fn get_ref_names(&self) -> Vec<String> {
-        self.inner.get_ref_names()
-    }
-
-    fn add_condition(&mut self, condition: Box<dyn Any + Send + Sync>) -> Result<()> {
-        self.inner.add_condition(condition)
-    }
-
-    fn add_condition_eq(&mut self, field: &str, value: &str) -> Result<()> {
-        self.inner.add_condition_eq(field, value)
-    }
-
-    fn temp_add_condition(&mut self, condition: AnyExpression) -> Result<ConditionHandle> {
-        self.inner.temp_add_condition(condition)
-    }
-
-    fn temp_remove_condition(&mut self, handle: ConditionHandle) -> Result<()> {
-        self.inner.temp_remove_condition(handle)
-    }
-
-    fn search_expression(&self, search_value: &str) -> Result<AnyExpression> {
-        self.inner.search_expression(search_value)
-    }
-
-    fn clone_box(&self) -> Box<dyn TableLike<Value = Value, Id = String>> {
-        Box::new(self.clone())
-    }
-
-    fn into_any(self: Box<Self>) -> Box<dyn Any> {
-        self
-    }
-
-    fn as_any_ref(&self) -> &dyn Any {
-        self
-    }
-
-    fn set_pagination(&mut self, pagination: Option<Pagination>) {
-        self.inner.set_pagination(pagination)
-    }
-
-    fn get_pagination(&self) -> Option<&Pagination> {
-        self.inner.get_pagination()
-    }
-
-    async fn get_count(&self) -> Result<i64> {
-        self.inner.get_count().await
-    }
-
-    fn get_ref(&self, relation: &str) -> Result<AnyTable> {
-        self.inner.get_ref(relation)
     }
 }
