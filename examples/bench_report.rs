@@ -12,6 +12,9 @@
 //! in child processes of this same binary (`--memory ours|predecessor`), so
 //! nothing else measured here inflates its resident memory.
 //!
+//! `--profile <scenario>` runs one variant alone for a few seconds, for a
+//! profiler (`perf record`, `valgrind --tool=callgrind`); see [`profile`].
+//!
 //! `--only hits,layers,slots,inserts,concurrent,memory` runs some sections.
 //!
 //! `predecessor` is `vantage-live` 0.4.8, the crate this one replaces, run on
@@ -51,6 +54,10 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--memory") {
         memory_phase(args.get(i + 1).map(String::as_str).unwrap_or("ours"));
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--profile") {
+        profile(args.get(i + 1).map(String::as_str).unwrap_or(""));
         return;
     }
     let started = Instant::now();
@@ -842,4 +849,90 @@ fn memory_phase(which: &str) {
             (slots as f64 * slot_weight) as u64
         );
     });
+}
+
+// ---------------------------------------------------------------- profiling
+
+/// Run one variant alone in a loop for about five seconds (under
+/// `valgrind --tool=callgrind`, set `PROFILE_ITERS` instead). Scenarios:
+/// `floor-100`, `mem-hit-100`, `redb-hit-100`, `pred-redb-hit-100`,
+/// `direct-read-100`, `nocache-read-100`, `insert-direct`, `insert-mem`,
+/// `insert-redb`, `pred-insert-redb`, `mem-hit-1`.
+fn profile(scenario: &str) {
+    let rt = support::runtime();
+    let rows = if scenario.ends_with("-1") { 1 } else { 100 };
+    let master = rt.block_on(Master::with_rows(rows));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let t = master.table.clone();
+    let live =
+        |cache: Arc<dyn Cache>| rt.block_on(async { LiveTable::new(t.clone(), CACHE_KEY, cache) });
+    let iters: Option<u64> = std::env::var("PROFILE_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let run = |f: &mut dyn FnMut(u64) -> f64| {
+        let start = Instant::now();
+        let mut calls = 0u64;
+        let mut ns = Vec::new();
+        while match iters {
+            Some(n) => calls < n,
+            None => start.elapsed() < Duration::from_secs(5),
+        } {
+            ns.push(f(100));
+            calls += 100;
+        }
+        eprintln!(
+            "{scenario}: {} per call over {calls} calls",
+            fmt_ns(median(&ns))
+        );
+    };
+    match scenario {
+        "floor-100" => {
+            let rows = rt.block_on(t.list_values()).unwrap();
+            let floor = rt.block_on(Floor::new(rows));
+            run(&mut |it| time_batch(&rt, it, || floor.owned()));
+        }
+        "mem-hit-100" | "mem-hit-1" => {
+            let l = live(Arc::new(MemCache::new()));
+            rt.block_on(l.list_values()).unwrap();
+            run(&mut |it| time_batch(&rt, it, || l.list_values()));
+        }
+        "redb-hit-100" => {
+            let l = live(Arc::new(RedbCache::open(dir.path()).expect("redb cache")));
+            rt.block_on(l.list_values()).unwrap();
+            run(&mut |it| time_batch(&rt, it, || l.list_values()));
+        }
+        "pred-redb-hit-100" => {
+            let cache = predecessor::cache::RedbCache::open(dir.path()).expect("redb");
+            let l = rt.block_on(async {
+                predecessor::LiveTable::new(t.clone(), CACHE_KEY, Arc::new(cache))
+            });
+            rt.block_on(l.list_values()).unwrap();
+            run(&mut |it| time_batch(&rt, it, || l.list_values()));
+        }
+        "direct-read-100" => run(&mut |it| time_batch(&rt, it, || t.list_values())),
+        "nocache-read-100" => {
+            let l = live(Arc::new(NoCache));
+            run(&mut |it| time_batch(&rt, it, || l.list_values()));
+        }
+        "insert-direct" => {
+            let d = DirectInsert(t.clone());
+            run(&mut |it| time_batch(&rt, it, || insert_one(&master, &d)));
+        }
+        "insert-mem" => {
+            let l = live(Arc::new(MemCache::new()));
+            run(&mut |it| time_batch(&rt, it, || insert_one(&master, &l)));
+        }
+        "insert-redb" => {
+            let l = live(Arc::new(RedbCache::open(dir.path()).expect("redb cache")));
+            run(&mut |it| time_batch(&rt, it, || insert_one(&master, &l)));
+        }
+        "pred-insert-redb" => {
+            let cache = predecessor::cache::RedbCache::open(dir.path()).expect("redb");
+            let l = rt.block_on(async {
+                predecessor::LiveTable::new(t.clone(), CACHE_KEY, Arc::new(cache))
+            });
+            run(&mut |it| time_batch(&rt, it, || insert_one(&master, &l)));
+        }
+        other => panic!("unknown scenario {other:?}; see `profile` in examples/bench_report.rs"),
+    }
 }
