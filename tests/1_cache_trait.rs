@@ -99,6 +99,7 @@ contract!(
     raw_prefixes_have_string_semantics,
     concurrent_use_keeps_slots_apart,
     fill_racing_an_invalidation_never_survives,
+    says_whether_it_stores,
 );
 
 // ── helpers ───────────────────────────────────────────────────────────────
@@ -1225,4 +1226,10 @@ async fn mem_clones_share_one_store() {
     assert!(clone.get(&key).await.unwrap().is_some());
     clone.invalidate_prefix(k.prefix()).await.unwrap();
     assert!(cache.get(&key).await.unwrap().is_none());
+}
+
+/// `Cache::stores` tells the truth: the cache layer skips every fill of a
+/// backend that answers `false`.
+async fn says_whether_it_stores(b: Backend) {
+    assert_eq!(b.cache.stores(), b.stores, "{}: Cache::stores", b.name);
 }

@@ -671,3 +671,49 @@ async fn any_cache_key_text_works_and_stays_isolated() {
         }
     }
 }
+
+/// A backend that stores nothing (`Cache::stores` is `false`) is never handed
+/// rows: reads through the stack skip the fill instead of copying the rows
+/// only for the backend to drop them.
+#[tokio::test]
+async fn a_backend_that_stores_nothing_is_never_filled() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[derive(Default)]
+    struct Forgetful {
+        puts: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Cache for Forgetful {
+        async fn get(&self, _key: &str) -> vantage_core::Result<Option<vantage_live::CachedRows>> {
+            Ok(None)
+        }
+        async fn put(
+            &self,
+            _key: &str,
+            _rows: vantage_live::CachedRows,
+        ) -> vantage_core::Result<()> {
+            self.puts.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        async fn invalidate_prefix(&self, _prefix: &str) -> vantage_core::Result<()> {
+            Ok(())
+        }
+        fn stores(&self) -> bool {
+            false
+        }
+    }
+
+    let master = common::redb_master("product").await;
+    let cache = Arc::new(Forgetful::default());
+    let live = LiveTable::new(master.table.clone(), "products", cache.clone());
+    assert_rows(
+        &live.list_values().await.unwrap(),
+        &master_rows(&master.table, None).await,
+        "list",
+    );
+    live.get_value(&ID.to_string()).await.unwrap().expect("row");
+    live.get_count().await.unwrap();
+    assert_eq!(cache.puts.load(Ordering::SeqCst), 0, "no fill was offered");
+}

@@ -160,6 +160,15 @@ pub trait Cache: Send + Sync {
         self.put(key, rows).await?;
         Ok(true)
     }
+
+    /// Whether this backend keeps what it is given. A backend that answers
+    /// `false` must miss on every [`get`](Cache::get); the cache layer then
+    /// skips its fills altogether instead of copying the rows of every read
+    /// only to have them dropped. The default is `true`; [`NoCache`] answers
+    /// `false`.
+    fn stores(&self) -> bool {
+        true
+    }
 }
 
 /// A cache that stores nothing: every `get` misses.
@@ -185,5 +194,9 @@ impl Cache for NoCache {
 
     async fn put_if_generation(&self, _key: &str, _rows: CachedRows, _gen: u64) -> Result<bool> {
         Ok(false)
+    }
+
+    fn stores(&self) -> bool {
+        false
     }
 }

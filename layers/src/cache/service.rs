@@ -385,6 +385,11 @@ where
 /// Store `response` in its slot, unless an invalidation happened since the
 /// flight noted its epoch and generation.
 async fn fill(shared: &Shared, kind: SlotKind, flight: &FlightKey, response: &Response) {
+    // A backend that stores nothing (`NoCache`) would drop the rows: do not
+    // copy them for it.
+    if !shared.cache.stores() {
+        return;
+    }
     let cache_key = shared.keys.cache_key();
     let key = &flight.slot;
     let (Some(generation), Some(rows)) = (flight.generation, kind.rows_of(response)) else {
