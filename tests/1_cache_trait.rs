@@ -925,7 +925,8 @@ async fn redb_undecodable_slot_is_an_error_not_a_panic() {
 const CRASH_DIR_VAR: &str = "VLIVE_TEST_CRASH_DIR";
 
 /// The child process of `redb_acknowledged_invalidation_survives_a_crash`:
-/// opens the cache, invalidates one cache_key, and aborts without closing.
+/// opens the cache, invalidates cache_keys (some twice in a row, the second
+/// time with nothing stored), and aborts without closing.
 /// Does nothing unless that test spawned it.
 #[test]
 #[ignore = "helper: the child process of redb_acknowledged_invalidation_survives_a_crash"]
@@ -936,10 +937,17 @@ fn redb_crash_child() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let cache = RedbCache::open(&folder).unwrap();
-        cache
-            .invalidate_prefix(SlotKeys::new("dropped").prefix())
-            .await
-            .unwrap();
+        let dropped = SlotKeys::new("dropped");
+        cache.invalidate_prefix(dropped.prefix()).await.unwrap();
+        // Writes in a row: the later invalidations find nothing stored and
+        // commit without a sync; a crash must still not bring anything back.
+        cache.invalidate_prefix(dropped.prefix()).await.unwrap();
+        let refilled = SlotKeys::new("refilled");
+        for key in slots(&refilled) {
+            cache.put(&key, rows(&key)).await.unwrap();
+        }
+        cache.invalidate_prefix(refilled.prefix()).await.unwrap();
+        cache.invalidate_prefix(refilled.prefix()).await.unwrap();
     });
     println!("invalidation acknowledged; aborting");
     std::process::abort();
@@ -973,7 +981,7 @@ async fn redb_acknowledged_invalidation_survives_a_crash() {
     assert!(!output.status.success(), "the child was meant to abort");
 
     let cache = RedbCache::open(dir.path()).expect("open after a crash");
-    for key in &dropped {
+    for key in dropped.iter().chain(&slots(&SlotKeys::new("refilled"))) {
         assert!(
             cache.get(key).await.unwrap().is_none(),
             "{key}: an acknowledged invalidation was lost in the crash"
