@@ -22,7 +22,7 @@ use indexmap::IndexMap;
 use tempfile::TempDir;
 use tokio::runtime::Runtime;
 use tower::ServiceBuilder;
-use vantage_dataset::prelude::WritableValueSet;
+use vantage_dataset::prelude::{ReadableValueSet, WritableValueSet};
 use vantage_live::{
     CacheLayer, CachedRows, InvalidateOnEventLayer, ManualLiveStream, TableService,
 };
@@ -369,51 +369,93 @@ pub fn rss_bytes() -> u64 {
         .unwrap_or(0)
 }
 
-/// One insert, whatever the table: the master itself, ours, the predecessor.
-pub trait Inserter {
+/// Reads and inserts, whatever the table: the master itself, ours, the
+/// predecessor.
+pub trait Target: Sync {
     /// Insert `record` under `id`; panics if the table refuses.
     fn insert(&self, id: String, record: Record<Value>) -> BoxFuture<'_, ()>;
+    /// Replace row `id` with `record`; panics if the table refuses.
+    fn replace(&self, id: String, record: Record<Value>) -> BoxFuture<'_, ()>;
+    /// List the rows; answers how many.
+    fn list(&self) -> BoxFuture<'_, usize>;
 }
 
-/// Inserts straight into the master.
-pub struct DirectInsert(pub AnyTable);
+/// The master itself, as a [`Target`].
+pub struct Direct(pub AnyTable);
 
-impl Inserter for DirectInsert {
+impl Target for Direct {
     fn insert(&self, id: String, record: Record<Value>) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             self.0.insert_value(&id, &record).await.expect("insert");
         })
     }
+    fn replace(&self, id: String, record: Record<Value>) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.0.replace_value(&id, &record).await.expect("replace");
+        })
+    }
+    fn list(&self) -> BoxFuture<'_, usize> {
+        Box::pin(async move { self.0.list_values().await.expect("list").len() })
+    }
 }
 
-impl Inserter for vantage_live::LiveTable {
+impl Target for vantage_live::LiveTable {
     fn insert(&self, id: String, record: Record<Value>) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             self.insert_value(&id, &record).await.expect("insert");
         })
     }
+    fn replace(&self, id: String, record: Record<Value>) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.replace_value(&id, &record).await.expect("replace");
+        })
+    }
+    fn list(&self) -> BoxFuture<'_, usize> {
+        Box::pin(async move { self.list_values().await.expect("list").len() })
+    }
 }
 
-impl Inserter for predecessor::LiveTable {
+impl Target for predecessor::LiveTable {
     fn insert(&self, id: String, record: Record<Value>) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             self.insert_value(&id, &record).await.expect("insert");
         })
+    }
+    fn replace(&self, id: String, record: Record<Value>) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            self.replace_value(&id, &record).await.expect("replace");
+        })
+    }
+    fn list(&self) -> BoxFuture<'_, usize> {
+        Box::pin(async move { self.list_values().await.expect("list").len() })
     }
 }
 
 /// Insert a row with a fresh id into `table` (every variant boxes its future
 /// the same way, so the box costs all of them alike).
-pub fn insert_one<'t>(master: &Master, table: &'t dyn Inserter) -> BoxFuture<'t, ()> {
+pub fn insert_one<'t>(master: &Master, table: &'t dyn Target) -> BoxFuture<'t, ()> {
     let i = master.fresh_id();
     table.insert(row_id(i), row(i))
 }
 
-/// Spawn `n` tasks made by `make`, all released together, and wait for them.
+/// List, then save an edit of one of the first 100 rows (a screen showing
+/// the rows and saving a form; the master keeps its size). Through a cache,
+/// each list after a save is a miss that fills, and each save drops a
+/// filled slot.
+pub fn list_then_update<'t>(master: &Master, table: &'t dyn Target) -> BoxFuture<'t, ()> {
+    let i = master.fresh_id();
+    Box::pin(async move {
+        black_box(table.list().await);
+        table.replace(row_id(i % 100), row(i)).await;
+    })
+}
+
+/// Spawn `n` tasks made by `make`, all released together by a barrier, and
+/// wait for them (each must answer a non-empty read).
 pub async fn fan_out<F, Fut>(n: usize, make: F)
 where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = usize> + Send + 'static,
+    Fut: Future<Output = usize> + Send + 'static,
 {
     let barrier = Arc::new(tokio::sync::Barrier::new(n));
     let tasks: Vec<_> = (0..n)
