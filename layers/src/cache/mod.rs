@@ -29,6 +29,10 @@
 //!   before asking the inner service and installs what it got only if no
 //!   invalidation happened meanwhile (in this stack, or, for backends that
 //!   implement [`Cache::generation`], in any stack sharing the backend).
+//! - **Single flight.** Concurrent misses of one slot make one read of the
+//!   inner service, and every waiter gets its answer (or its error). A read
+//!   that missed just before another read's fill serves that fill instead of
+//!   reading again.
 //! - **Cache faults cost speed, not correctness.** A failing or malformed
 //!   `get` is a miss, a failing `put` still returns the inner service's
 //!   answer, and a failing invalidation makes reads bypass the backend until

@@ -369,6 +369,20 @@ async fn fetch_and_fill<S>(
 where
     S: Service<Request, Response = Response, Error = VantageError>,
 {
+    // The read that started this flight missed, but an earlier flight of the
+    // slot may have filled it and left since (with a backend that answers
+    // from another thread, a read can miss before that fill and look for a
+    // flight after it). Serve that fill rather than read the master again.
+    // Any slot the backend holds is as good as one found by the lookup at
+    // the start of the read: fills are fenced, invalidations drop slots.
+    if let Some(response) = late_hit(&shared, kind, &flight.slot).await {
+        shared
+            .flights
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&flight);
+        return Ok(Arc::new(response));
+    }
     let result = inner.oneshot(request).await;
     if let Ok(response) = &result {
         fill(&shared, kind, &flight, response).await;
@@ -380,6 +394,23 @@ where
         .unwrap_or_else(|e| e.into_inner())
         .remove(&flight);
     result.map(Arc::new).map_err(Arc::new)
+}
+
+/// A hit for `key` found after a miss, if the backend can be trusted (no
+/// failed invalidation) and now holds the slot in the right shape.
+async fn late_hit(shared: &Shared, kind: SlotKind, key: &str) -> Option<Response> {
+    if !shared.cache.stores() || shared.poisoned.load(Ordering::Acquire) {
+        return None;
+    }
+    let cached = shared.cache.get(key).await.ok()??;
+    let response = kind.response_from_rows(cached.rows)?;
+    tracing::debug!(
+        cache_key = shared.keys.cache_key(),
+        slot = %key,
+        outcome = "hit",
+        "filled by an earlier flight"
+    );
+    Some(response)
 }
 
 /// Store `response` in its slot, unless an invalidation happened since the
