@@ -49,7 +49,7 @@ const MEMORY_OFFERED: u64 = 1024 * 1024 * 1024;
 const MANY_SLOTS: usize = 100_000;
 /// Concurrent cold reads, and how many times the trial is repeated.
 const CONCURRENT: usize = 64;
-const CONCURRENT_TRIALS: usize = 5;
+const CONCURRENT_TRIALS: usize = 9;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
