@@ -1,6 +1,6 @@
 //! Criterion benchmarks: hits against the floor, plain reads against the
-//! master, each layer's cost, cache size, inserts, and concurrent cold
-//! reads, for this crate and for its predecessor (`vantage-live` 0.4.8).
+//! master, each layer's cost, cache size, inserts (and a list-then-save
+//! loop), and concurrent cold reads, for this crate and for its predecessor (`vantage-live` 0.4.8).
 //!
 //! ```text
 //! cargo bench --bench live_table            # everything (a few minutes)
@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use support::{
-    insert_one, list_through, row_id, Depths, Direct, Floor, Master, Remote, CACHE_KEY, SIZES,
+    insert_one, list_then_update, list_through, row_id, Depths, Direct, Floor, Master, Remote,
+    CACHE_KEY, SIZES,
 };
 use vantage_dataset::prelude::ReadableValueSet;
 use vantage_live::{Cache, CachedRows, LiveTable, ManualLiveStream, MemCache, NoCache, RedbCache};
@@ -36,6 +37,7 @@ fn hits(c: &mut Criterion) {
     for n in SIZES {
         let master = rt.block_on(Master::with_rows(n));
         let rows = rt.block_on(master.table.list_values()).unwrap();
+        let cbor = CachedRows::new(rows.clone()).to_cbor().unwrap();
         let floor = rt.block_on(Floor::new(rows));
         let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
         let t = &master.table;
@@ -64,6 +66,10 @@ fn hits(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("hit/{n}"));
         g.bench_function("floor_owned", |b| b.to_async(&rt).iter(|| floor.owned()));
         g.bench_function("floor_shared", |b| b.to_async(&rt).iter(|| floor.shared()));
+        g.bench_function("cbor_decode", |b| {
+            b.to_async(&rt)
+                .iter(|| async { CachedRows::from_cbor(&cbor).unwrap() })
+        });
         g.bench_function("ours_mem", |b| b.to_async(&rt).iter(|| om.list_values()));
         g.bench_function("ours_redb", |b| b.to_async(&rt).iter(|| or.list_values()));
         g.bench_function("pred_mem", |b| b.to_async(&rt).iter(|| pm.list_values()));
@@ -223,6 +229,22 @@ fn inserts(c: &mut Criterion) {
     g.bench_function("pred_redb", |b| {
         b.to_async(&rt).iter(|| insert_one(&master, &pr))
     });
+    g.finish();
+
+    // A screen that lists and saves: each save drops a filled slot.
+    let mut g = c.benchmark_group("list_then_update");
+    let targets: [(&str, &dyn support::Target); 5] = [
+        ("direct", &direct),
+        ("ours_mem", &om),
+        ("ours_redb", &or),
+        ("pred_mem", &pm),
+        ("pred_redb", &pr),
+    ];
+    for (name, target) in targets {
+        g.bench_function(name, |b| {
+            b.to_async(&rt).iter(|| list_then_update(&master, target))
+        });
+    }
     g.finish();
 }
 

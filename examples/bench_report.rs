@@ -175,7 +175,11 @@ fn fmt_ns(ns: f64) -> String {
 }
 
 fn fmt_ratio(r: f64) -> String {
-    format!("{r:.2}")
+    if r < 0.1 {
+        format!("{r:.4}")
+    } else {
+        format!("{r:.2}")
+    }
 }
 
 /// `value` against an upper bound, marked met or missed.
@@ -216,6 +220,8 @@ fn hits_and_reads(report: &mut Report) {
             .expect("master read");
         assert_eq!(rows.len(), n);
         let floor = rt.block_on(Floor::new(rows.clone()));
+        // What a RedbCache slot holds: decoding it is the least a disk hit pays.
+        let cbor = CachedRows::new(rows.clone()).to_cbor().expect("encode");
 
         let ours_dir = tempfile::tempdir().expect("temp dir");
         let pred_dir = tempfile::tempdir().expect("temp dir");
@@ -264,6 +270,9 @@ fn hits_and_reads(report: &mut Report) {
             Variant::new("shared rows: moka get (Arc)", |it| {
                 time_batch(&rt, it, || floor.shared())
             }),
+            Variant::new("CBOR decode of the slot alone", |it| {
+                time_batch(&rt, it, || async { CachedRows::from_cbor(&cbor).unwrap() })
+            }),
             Variant::new("ours MemCache hit", |it| {
                 time_batch(&rt, it, || ours_mem.list_values())
             }),
@@ -301,6 +310,16 @@ fn hits_and_reads(report: &mut Report) {
             fmt_ratio(paired_ratio(pr, pm)),
             &target("≤ 1.2", r, 1.2),
             fmt_ratio(paired_ratio(or, pr)),
+        );
+        report.figure(
+            &format!("CBOR decode of a `RedbCache` slot alone / floor, {n} rows"),
+            fmt_ratio(paired_ratio(
+                find(&v, "CBOR decode of the slot alone"),
+                floor_v,
+            )),
+            "—".into(),
+            "reported",
+            "—".into(),
         );
         report.figure(
             &format!("shared-rows read (moka get, `Arc`) / floor, {n} rows"),
