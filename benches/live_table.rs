@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use support::{
     insert_one, list_then_update, list_through, row_id, Depths, Direct, Floor, Master, Remote,
-    CACHE_KEY, SIZES,
+    Target, CACHE_KEY, SIZES,
 };
 use vantage_dataset::prelude::ReadableValueSet;
 use vantage_live::{Cache, CachedRows, LiveTable, ManualLiveStream, MemCache, NoCache, RedbCache};
@@ -193,59 +193,47 @@ fn slots(c: &mut Criterion) {
 /// the predecessor's stacks with both stores.
 fn inserts(c: &mut Criterion) {
     let rt = support::runtime();
-    let master = rt.block_on(Master::with_rows(100));
-    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let t = &master.table;
-    let direct = Direct(t.clone());
-    let (om, or, pm, pr) = rt.block_on(async {
-        (
-            LiveTable::new(t.clone(), CACHE_KEY, Arc::new(MemCache::new())),
-            LiveTable::new(
-                t.clone(),
-                CACHE_KEY,
-                Arc::new(RedbCache::open(dirs[0].path()).unwrap()),
-            ),
-            predecessor::LiveTable::new(t.clone(), CACHE_KEY, pred_mem()),
-            predecessor::LiveTable::new(
-                t.clone(),
-                CACHE_KEY,
-                Arc::new(predecessor::cache::RedbCache::open(dirs[1].path()).unwrap()),
-            ),
-        )
-    });
-    let mut g = c.benchmark_group("insert");
-    g.bench_function("direct", |b| {
-        b.to_async(&rt).iter(|| insert_one(&master, &direct))
-    });
-    g.bench_function("ours_mem", |b| {
-        b.to_async(&rt).iter(|| insert_one(&master, &om))
-    });
-    g.bench_function("ours_redb", |b| {
-        b.to_async(&rt).iter(|| insert_one(&master, &or))
-    });
-    g.bench_function("pred_mem", |b| {
-        b.to_async(&rt).iter(|| insert_one(&master, &pm))
-    });
-    g.bench_function("pred_redb", |b| {
-        b.to_async(&rt).iter(|| insert_one(&master, &pr))
-    });
-    g.finish();
-
-    // A screen that lists and saves: each save drops a filled slot.
-    let mut g = c.benchmark_group("list_then_update");
-    let targets: [(&str, &dyn support::Target); 5] = [
-        ("direct", &direct),
-        ("ours_mem", &om),
-        ("ours_redb", &or),
-        ("pred_mem", &pm),
-        ("pred_redb", &pr),
+    type Op = for<'t> fn(&Master, &'t dyn Target) -> futures_util::future::BoxFuture<'t, ()>;
+    let groups: [(&str, Op); 2] = [
+        ("insert", insert_one),
+        // A screen that lists and saves: each save drops a filled slot.
+        ("list_then_update", list_then_update),
     ];
-    for (name, target) in targets {
-        g.bench_function(name, |b| {
-            b.to_async(&rt).iter(|| list_then_update(&master, target))
+    for (group, op) in groups {
+        // A fresh master per group: inserts grow it.
+        let master = rt.block_on(Master::with_rows(100));
+        let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+        let t = &master.table;
+        let direct = Direct(t.clone());
+        let (om, or, pm, pr) = rt.block_on(async {
+            (
+                LiveTable::new(t.clone(), CACHE_KEY, Arc::new(MemCache::new())),
+                LiveTable::new(
+                    t.clone(),
+                    CACHE_KEY,
+                    Arc::new(RedbCache::open(dirs[0].path()).unwrap()),
+                ),
+                predecessor::LiveTable::new(t.clone(), CACHE_KEY, pred_mem()),
+                predecessor::LiveTable::new(
+                    t.clone(),
+                    CACHE_KEY,
+                    Arc::new(predecessor::cache::RedbCache::open(dirs[1].path()).unwrap()),
+                ),
+            )
         });
+        let targets: [(&str, &dyn Target); 5] = [
+            ("direct", &direct),
+            ("ours_mem", &om),
+            ("ours_redb", &or),
+            ("pred_mem", &pm),
+            ("pred_redb", &pr),
+        ];
+        let mut g = c.benchmark_group(group);
+        for (name, target) in targets {
+            g.bench_function(name, |b| b.to_async(&rt).iter(|| op(&master, target)));
+        }
+        g.finish();
     }
-    g.finish();
 }
 
 /// 64 concurrent cold reads of a master with 2 ms of latency, each iteration

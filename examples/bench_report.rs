@@ -587,32 +587,6 @@ fn many_slots(report: &mut Report) {
 fn inserts(report: &mut Report) {
     let rt = support::runtime();
     eprintln!("[inserts] (load {})", load());
-    let master = rt.block_on(Master::with_rows(100));
-    let dirs: Vec<_> = (0..2)
-        .map(|_| tempfile::tempdir().expect("temp dir"))
-        .collect();
-    let (ours_mem, ours_redb, pred_mem, pred_redb) = rt.block_on(async {
-        let t = master.table.clone();
-        (
-            LiveTable::new(t.clone(), CACHE_KEY, Arc::new(MemCache::new())),
-            LiveTable::new(
-                t.clone(),
-                CACHE_KEY,
-                Arc::new(RedbCache::open(dirs[0].path()).expect("redb cache")),
-            ),
-            predecessor::LiveTable::new(
-                t.clone(),
-                CACHE_KEY,
-                Arc::new(predecessor::cache::MemCache::new()),
-            ),
-            predecessor::LiveTable::new(
-                t,
-                CACHE_KEY,
-                Arc::new(predecessor::cache::RedbCache::open(dirs[1].path()).expect("redb")),
-            ),
-        )
-    });
-    let direct = Direct(master.table.clone());
     type Op =
         for<'t> fn(&Master, &'t dyn support::Target) -> futures_util::future::BoxFuture<'t, ()>;
     let scenarios: [(&str, Op); 2] = [
@@ -620,6 +594,34 @@ fn inserts(report: &mut Report) {
         ("list then update", list_then_update),
     ];
     for (scenario, op) in scenarios {
+        // A fresh master per scenario: inserts grow it, and the list of the
+        // second scenario must stay at 100 rows.
+        let master = rt.block_on(Master::with_rows(100));
+        let dirs: Vec<_> = (0..2)
+            .map(|_| tempfile::tempdir().expect("temp dir"))
+            .collect();
+        let (ours_mem, ours_redb, pred_mem, pred_redb) = rt.block_on(async {
+            let t = master.table.clone();
+            (
+                LiveTable::new(t.clone(), CACHE_KEY, Arc::new(MemCache::new())),
+                LiveTable::new(
+                    t.clone(),
+                    CACHE_KEY,
+                    Arc::new(RedbCache::open(dirs[0].path()).expect("redb cache")),
+                ),
+                predecessor::LiveTable::new(
+                    t.clone(),
+                    CACHE_KEY,
+                    Arc::new(predecessor::cache::MemCache::new()),
+                ),
+                predecessor::LiveTable::new(
+                    t,
+                    CACHE_KEY,
+                    Arc::new(predecessor::cache::RedbCache::open(dirs[1].path()).expect("redb")),
+                ),
+            )
+        });
+        let direct = Direct(master.table.clone());
         let op = |table| op(&master, table);
         let mut v = vec![
             Variant::new("direct (AnyTable)", |it| {
