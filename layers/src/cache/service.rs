@@ -25,6 +25,10 @@ pub(crate) struct Shared {
     /// slots older than an acknowledged write, so reads bypass it until an
     /// invalidation succeeds.
     poisoned: AtomicBool,
+    /// Bumped after every fill this stack installs: a read that missed looks
+    /// at the backend again before reading the master only if a fill landed
+    /// since it looked.
+    fills: AtomicU64,
     /// Master reads in flight, by slot and the fence they were started at.
     flights: Mutex<HashMap<FlightKey, Flight>>,
 }
@@ -49,6 +53,7 @@ impl Shared {
             keys,
             epoch: AtomicU64::new(0),
             poisoned: AtomicBool::new(false),
+            fills: AtomicU64::new(0),
             flights: Mutex::new(HashMap::new()),
         }
     }
@@ -279,6 +284,7 @@ where
         );
         return inner.oneshot(request).await;
     }
+    let fills_seen = shared.fills.load(Ordering::Acquire);
     match shared.cache.get(&key).await {
         Ok(Some(cached)) => match kind.response_from_rows(cached.rows) {
             Some(response) => {
@@ -334,6 +340,7 @@ where
                     request,
                     kind,
                     flight_key.clone(),
+                    fills_seen,
                 ));
                 let flight: Flight = async move {
                     match task.await {
@@ -365,6 +372,7 @@ async fn fetch_and_fill<S>(
     request: Request,
     kind: SlotKind,
     flight: FlightKey,
+    fills_seen: u64,
 ) -> FlightResult
 where
     S: Service<Request, Response = Response, Error = VantageError>,
@@ -372,10 +380,12 @@ where
     // The read that started this flight missed, but an earlier flight of the
     // slot may have filled it and left since (with a backend that answers
     // from another thread, a read can miss before that fill and look for a
-    // flight after it). Serve that fill rather than read the master again.
-    // Any slot the backend holds is as good as one found by the lookup at
-    // the start of the read: fills are fenced, invalidations drop slots.
-    if let Some(response) = late_hit(&shared, kind, &flight.slot).await {
+    // flight after it). If a fill landed since the read looked, serve it
+    // rather than read the master again. Any slot the backend holds is as
+    // good as one found by the lookup at the start of the read: fills are
+    // fenced, invalidations drop slots.
+    let filled_since = shared.fills.load(Ordering::Acquire) != fills_seen;
+    if let Some(response) = late_hit(&shared, kind, &flight.slot, filled_since).await {
         shared
             .flights
             .lock()
@@ -396,10 +406,16 @@ where
     result.map(Arc::new).map_err(Arc::new)
 }
 
-/// A hit for `key` found after a miss, if the backend can be trusted (no
-/// failed invalidation) and now holds the slot in the right shape.
-async fn late_hit(shared: &Shared, kind: SlotKind, key: &str) -> Option<Response> {
-    if !shared.cache.stores() || shared.poisoned.load(Ordering::Acquire) {
+/// A hit for `key` found after a miss, if a fill landed since the miss, the
+/// backend can be trusted (no failed invalidation) and it now holds the slot
+/// in the right shape.
+async fn late_hit(
+    shared: &Shared,
+    kind: SlotKind,
+    key: &str,
+    filled_since: bool,
+) -> Option<Response> {
+    if !filled_since || !shared.cache.stores() || shared.poisoned.load(Ordering::Acquire) {
         return None;
     }
     let cached = shared.cache.get(key).await.ok()??;
@@ -436,6 +452,7 @@ async fn fill(shared: &Shared, kind: SlotKind, flight: &FlightKey, response: &Re
         .await
     {
         Ok(true) => {
+            shared.fills.fetch_add(1, Ordering::AcqRel);
             tracing::debug!(cache_key, slot = %key, outcome = "populated");
             // An invalidation of this stack may have slipped in between the
             // check above and the store; if so, the slot may hold old rows.
