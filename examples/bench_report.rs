@@ -905,7 +905,8 @@ fn memory_phase(which: &str) {
 /// `valgrind --tool=callgrind`, set `PROFILE_ITERS` instead). Scenarios:
 /// `floor-100`, `mem-hit-100`, `redb-hit-100`, `pred-redb-hit-100`,
 /// `direct-read-100`, `nocache-read-100`, `insert-direct`, `insert-mem`,
-/// `insert-redb`, `pred-insert-redb`, `mem-hit-1`.
+/// `insert-redb`, `pred-insert-redb`, `list-update-redb`,
+/// `pred-list-update-redb`, `mem-hit-1`.
 fn profile(scenario: &str) {
     let rt = support::runtime();
     let rows = if scenario.ends_with("-1") { 1 } else { 100 };
@@ -973,6 +974,17 @@ fn profile(scenario: &str) {
         "insert-redb" => {
             let l = live(Arc::new(RedbCache::open(dir.path()).expect("redb cache")));
             run(&mut |it| time_batch(&rt, it, || insert_one(&master, &l)));
+        }
+        "list-update-redb" => {
+            let l = live(Arc::new(RedbCache::open(dir.path()).expect("redb cache")));
+            run(&mut |it| time_batch(&rt, it, || list_then_update(&master, &l)));
+        }
+        "pred-list-update-redb" => {
+            let cache = predecessor::cache::RedbCache::open(dir.path()).expect("redb");
+            let l = rt.block_on(async {
+                predecessor::LiveTable::new(t.clone(), CACHE_KEY, Arc::new(cache))
+            });
+            run(&mut |it| time_batch(&rt, it, || list_then_update(&master, &l)));
         }
         "pred-insert-redb" => {
             let cache = predecessor::cache::RedbCache::open(dir.path()).expect("redb");
