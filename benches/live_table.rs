@@ -64,6 +64,8 @@ fn hits(c: &mut Criterion) {
             pr.list_values().await.unwrap();
         });
         let mut g = c.benchmark_group(format!("hit/{n}"));
+        // Millisecond calls at 1,000 rows: fewer samples fit the time.
+        g.sample_size(if n > 100 { 40 } else { 100 });
         g.bench_function("floor_owned", |b| b.to_async(&rt).iter(|| floor.owned()));
         g.bench_function("floor_shared", |b| b.to_async(&rt).iter(|| floor.shared()));
         g.bench_function("cbor_decode", |b| {
@@ -88,6 +90,7 @@ fn hits(c: &mut Criterion) {
             )
         });
         let mut g = c.benchmark_group(format!("read_nocache/{n}"));
+        g.sample_size(if n > 100 { 40 } else { 100 });
         g.bench_function("direct", |b| b.to_async(&rt).iter(|| t.list_values()));
         g.bench_function("ours", |b| b.to_async(&rt).iter(|| on.list_values()));
         g.bench_function("pred", |b| b.to_async(&rt).iter(|| pn.list_values()));
@@ -229,6 +232,7 @@ fn inserts(c: &mut Criterion) {
             ("pred_redb", &pr),
         ];
         let mut g = c.benchmark_group(group);
+        g.sample_size(40);
         for (name, target) in targets {
             g.bench_function(name, |b| b.to_async(&rt).iter(|| op(&master, target)));
         }
