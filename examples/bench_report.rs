@@ -62,7 +62,10 @@ fn main() {
         return;
     }
     let started = Instant::now();
-    let mut report = Report::default();
+    let mut report = Report {
+        load_at_start: load(),
+        ..Report::default()
+    };
 
     // `--only hits,layers,slots,inserts,concurrent,memory` runs a subset.
     let only = args
@@ -97,6 +100,8 @@ fn main() {
 
 #[derive(Default)]
 struct Report {
+    /// The 1-, 5- and 15-minute load averages when the report started.
+    load_at_start: String,
     /// (group, variant, median ns per call)
     medians: Vec<(String, String, f64)>,
     figures: Vec<Figure>,
@@ -156,8 +161,10 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "\n{} cores, load average before/after: see stderr; report took {:.0} s.",
+            "\n{} cores; load average {} at the start, {} at the end; the report took {:.0} s.",
             std::thread::available_parallelism().map_or(0, |n| n.get()),
+            self.load_at_start,
+            load(),
             took.as_secs_f64()
         );
         out
