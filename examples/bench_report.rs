@@ -35,12 +35,12 @@ use vantage_dataset::prelude::ReadableValueSet;
 use vantage_live::{Cache, CachedRows, LiveTable, ManualLiveStream, MemCache, NoCache, RedbCache};
 
 /// Rounds of every interleaved comparison.
-const ROUNDS: usize = 41;
+const ROUNDS: usize = 101;
 /// How long one batch of one variant lasts.
 const BATCH: Duration = Duration::from_millis(4);
 /// Inserts wait for the disk, whose latency swings with every other process
 /// writing: short batches (a couple of inserts), many rounds.
-const INSERT_ROUNDS: usize = 151;
+const INSERT_ROUNDS: usize = 301;
 const INSERT_BATCH: Duration = Duration::from_millis(2);
 /// The memory figure: the cap, and how much row weight is offered to it.
 const MEMORY_CAP: u64 = 64 * 1024 * 1024;
