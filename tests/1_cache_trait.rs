@@ -99,6 +99,7 @@ contract!(
     raw_prefixes_have_string_semantics,
     concurrent_use_keeps_slots_apart,
     fill_racing_an_invalidation_never_survives,
+    says_whether_it_stores,
 );
 
 // ── helpers ───────────────────────────────────────────────────────────────
@@ -924,7 +925,8 @@ async fn redb_undecodable_slot_is_an_error_not_a_panic() {
 const CRASH_DIR_VAR: &str = "VLIVE_TEST_CRASH_DIR";
 
 /// The child process of `redb_acknowledged_invalidation_survives_a_crash`:
-/// opens the cache, invalidates one cache_key, and aborts without closing.
+/// opens the cache, invalidates cache_keys (some twice in a row, the second
+/// time with nothing stored), and aborts without closing.
 /// Does nothing unless that test spawned it.
 #[test]
 #[ignore = "helper: the child process of redb_acknowledged_invalidation_survives_a_crash"]
@@ -935,10 +937,17 @@ fn redb_crash_child() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let cache = RedbCache::open(&folder).unwrap();
-        cache
-            .invalidate_prefix(SlotKeys::new("dropped").prefix())
-            .await
-            .unwrap();
+        let dropped = SlotKeys::new("dropped");
+        cache.invalidate_prefix(dropped.prefix()).await.unwrap();
+        // Writes in a row: the later invalidations find nothing stored and
+        // commit without a sync; a crash must still not bring anything back.
+        cache.invalidate_prefix(dropped.prefix()).await.unwrap();
+        let refilled = SlotKeys::new("refilled");
+        for key in slots(&refilled) {
+            cache.put(&key, rows(&key)).await.unwrap();
+        }
+        cache.invalidate_prefix(refilled.prefix()).await.unwrap();
+        cache.invalidate_prefix(refilled.prefix()).await.unwrap();
     });
     println!("invalidation acknowledged; aborting");
     std::process::abort();
@@ -972,7 +981,7 @@ async fn redb_acknowledged_invalidation_survives_a_crash() {
     assert!(!output.status.success(), "the child was meant to abort");
 
     let cache = RedbCache::open(dir.path()).expect("open after a crash");
-    for key in &dropped {
+    for key in dropped.iter().chain(&slots(&SlotKeys::new("refilled"))) {
         assert!(
             cache.get(key).await.unwrap().is_none(),
             "{key}: an acknowledged invalidation was lost in the crash"
@@ -1225,4 +1234,10 @@ async fn mem_clones_share_one_store() {
     assert!(clone.get(&key).await.unwrap().is_some());
     clone.invalidate_prefix(k.prefix()).await.unwrap();
     assert!(cache.get(&key).await.unwrap().is_none());
+}
+
+/// `Cache::stores` tells the truth: the cache layer skips every fill of a
+/// backend that answers `false`.
+async fn says_whether_it_stores(b: Backend) {
+    assert_eq!(b.cache.stores(), b.stores, "{}: Cache::stores", b.name);
 }

@@ -671,3 +671,120 @@ async fn any_cache_key_text_works_and_stays_isolated() {
         }
     }
 }
+
+/// A backend that stores nothing (`Cache::stores` is `false`) is never handed
+/// rows: reads through the stack skip the fill instead of copying the rows
+/// only for the backend to drop them.
+#[tokio::test]
+async fn a_backend_that_stores_nothing_is_never_filled() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[derive(Default)]
+    struct Forgetful {
+        puts: AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl Cache for Forgetful {
+        async fn get(&self, _key: &str) -> vantage_core::Result<Option<vantage_live::CachedRows>> {
+            Ok(None)
+        }
+        async fn put(
+            &self,
+            _key: &str,
+            _rows: vantage_live::CachedRows,
+        ) -> vantage_core::Result<()> {
+            self.puts.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        async fn invalidate_prefix(&self, _prefix: &str) -> vantage_core::Result<()> {
+            Ok(())
+        }
+        fn stores(&self) -> bool {
+            false
+        }
+    }
+
+    let master = common::redb_master("product").await;
+    let cache = Arc::new(Forgetful::default());
+    let live = LiveTable::new(master.table.clone(), "products", cache.clone());
+    assert_rows(
+        &live.list_values().await.unwrap(),
+        &master_rows(&master.table, None).await,
+        "list",
+    );
+    live.get_value(&ID.to_string()).await.unwrap().expect("row");
+    live.get_count().await.unwrap();
+    assert_eq!(cache.puts.load(Ordering::SeqCst), 0, "no fill was offered");
+}
+
+/// Single flight holds even when a read misses before another read's fill
+/// and looks for a flight only after that flight has ended (a backend that
+/// answers from another thread, such as `RedbCache`, opens this window): the
+/// late read serves the fill instead of reading the master again.
+#[tokio::test]
+async fn a_read_that_missed_before_a_fill_serves_it_instead_of_rereading() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::sync::{Notify, Semaphore};
+
+    /// A MemCache whose first `generation` call waits for a permit.
+    struct Gated {
+        inner: MemCache,
+        calls: AtomicUsize,
+        entered: Notify,
+        gate: Semaphore,
+    }
+
+    #[async_trait::async_trait]
+    impl Cache for Gated {
+        async fn get(&self, key: &str) -> vantage_core::Result<Option<vantage_live::CachedRows>> {
+            self.inner.get(key).await
+        }
+        async fn put(&self, key: &str, rows: vantage_live::CachedRows) -> vantage_core::Result<()> {
+            self.inner.put(key, rows).await
+        }
+        async fn invalidate_prefix(&self, prefix: &str) -> vantage_core::Result<()> {
+            self.inner.invalidate_prefix(prefix).await
+        }
+        async fn generation(&self, key: &str) -> vantage_core::Result<u64> {
+            if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                self.entered.notify_one();
+                self.gate.acquire().await.unwrap().forget();
+            }
+            self.inner.generation(key).await
+        }
+        async fn put_if_generation(
+            &self,
+            key: &str,
+            rows: vantage_live::CachedRows,
+            generation: u64,
+        ) -> vantage_core::Result<bool> {
+            self.inner.put_if_generation(key, rows, generation).await
+        }
+    }
+
+    let master = common::redb_master("product").await;
+    let (wrapped, probe) = Instrumented::wrap(master.table.clone());
+    let cache = Arc::new(Gated {
+        inner: MemCache::new(),
+        calls: AtomicUsize::new(0),
+        entered: Notify::new(),
+        gate: Semaphore::new(0),
+    });
+    let live = LiveTable::new(wrapped, "products", cache.clone());
+
+    // B misses, then stalls before looking for a flight.
+    let late = tokio::spawn({
+        let live = live.clone();
+        async move { live.list_values().await.unwrap() }
+    });
+    cache.entered.notified().await;
+    // A misses too, reads the master, fills the slot, and its flight ends.
+    let first = live.list_values().await.unwrap();
+    assert_eq!(probe.reads(), 1);
+    // B goes on: no flight to join, but the slot is filled.
+    cache.gate.add_permits(1);
+    let second = late.await.unwrap();
+    assert_rows(&second, &first, "the late read");
+    assert_eq!(probe.reads(), 1, "the late read went to the master again");
+}

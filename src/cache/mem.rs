@@ -11,6 +11,7 @@ use moka::policy::EvictionPolicy;
 use vantage_core::Result;
 use vantage_live_layers::cache::split_key;
 use vantage_live_layers::{Cache, CachedRows, Value};
+use vantage_types::Record as Fields;
 
 /// The default capacity of a [`MemCache`]: 64 MiB of (estimated) row weight.
 pub const DEFAULT_MAX_WEIGHT: u64 = 64 * 1024 * 1024;
@@ -238,30 +239,77 @@ impl Cache for MemCache {
     }
 }
 
-/// An estimate of the memory a slot takes, in bytes.
+/// An estimate of the memory a slot takes, in bytes: every heap block its
+/// rows own, rounded the way the allocator rounds them, the spare capacity of
+/// their maps, and the cache's own bookkeeping for the slot.
+///
+/// Counting only the text and the values (as a first version did) weighed
+/// rows of four short fields at about half of what they really take, so a
+/// cache capped at 64 MiB grew the process by about 125 MiB
+/// (`examples/bench_report.rs` measures it).
 fn weigh(slot: &str, rows: &CachedRows) -> u64 {
-    const ENTRY: u64 = 64; // map bucket, hash, Arc and moka bookkeeping
-    let mut total = ENTRY + slot.len() as u64;
+    // moka's entry (its map bucket, access-order node and entry info), the
+    // `SlotId` key, the `Arc<CachedRows>` and `CachedRows` itself.
+    const SLOT: u64 = 256;
+    let mut total =
+        SLOT + block(slot.len()) + map_bytes::<String, Fields<Value>>(rows.rows.capacity());
     for (id, record) in &rows.rows {
-        total += ENTRY + id.len() as u64;
+        total += block(id.capacity()) + map_bytes::<String, Value>(record.capacity());
         for (field, value) in record.iter() {
-            total += ENTRY + field.len() as u64 + weigh_value(value);
+            total += block(field.capacity()) + value_heap(value);
         }
     }
     total
 }
 
-fn weigh_value(value: &Value) -> u64 {
-    let base = std::mem::size_of::<Value>() as u64;
-    base + match value {
-        Value::Text(s) => s.len() as u64,
-        Value::Bytes(b) => b.len() as u64,
-        Value::Array(items) => items.iter().map(weigh_value).sum(),
-        Value::Map(pairs) => pairs
-            .iter()
-            .map(|(k, v)| weigh_value(k) + weigh_value(v))
-            .sum(),
-        Value::Tag(_, inner) => weigh_value(inner),
+/// The heap of an `IndexMap<K, V>` with room for `capacity` entries: its
+/// entries (hash, key and value each) and its index table.
+fn map_bytes<K, V>(capacity: usize) -> u64 {
+    if capacity == 0 {
+        return 0;
+    }
+    #[allow(dead_code)]
+    struct Bucket<K, V>(usize, K, V);
+    // hashbrown's table for this capacity: a power of two of buckets, at most
+    // 7/8 full (fewer than 8 buckets: all but one).
+    let buckets = if capacity < 8 {
+        (capacity + 1).next_power_of_two()
+    } else {
+        (capacity * 8 / 7).next_power_of_two()
+    };
+    block(capacity * std::mem::size_of::<Bucket<K, V>>())
+        + block(buckets * std::mem::size_of::<usize>() + buckets + 16)
+}
+
+/// What the allocator takes for a block of `n` bytes (none for 0): a header
+/// word, rounded up to 16 bytes, at least 32 (glibc's malloc; others round
+/// alike).
+fn block(n: usize) -> u64 {
+    if n == 0 {
+        0
+    } else {
+        ((n + 8).div_ceil(16) * 16).max(32) as u64
+    }
+}
+
+/// The heap a value owns (its inline size is counted with the map entry
+/// holding it).
+fn value_heap(value: &Value) -> u64 {
+    let size = std::mem::size_of::<Value>();
+    match value {
+        Value::Text(s) => block(s.capacity()),
+        Value::Bytes(b) => block(b.capacity()),
+        Value::Array(items) => {
+            block(items.capacity() * size) + items.iter().map(value_heap).sum::<u64>()
+        }
+        Value::Map(pairs) => {
+            block(pairs.capacity() * 2 * size)
+                + pairs
+                    .iter()
+                    .map(|(k, v)| value_heap(k) + value_heap(v))
+                    .sum::<u64>()
+        }
+        Value::Tag(_, inner) => block(size) + value_heap(inner),
         _ => 0,
     }
 }

@@ -34,9 +34,14 @@ fn slots_table(name: &str) -> TableDefinition<'_, &'static str, &'static [u8]> {
 ///   next one that opens the folder.
 /// - **Durability chosen for a cache.** Fills commit with
 ///   [`Durability::None`]: a crash may lose recent fills, which only costs
-///   misses. Invalidations commit with [`Durability::Immediate`] (which also
-///   makes every earlier fill durable): after a crash, a slot dropped by an
-///   acknowledged write never comes back.
+///   misses. Invalidations that drop slots commit with
+///   [`Durability::Immediate`] (which also makes every earlier fill
+///   durable): after a crash, a slot dropped by an acknowledged write never
+///   comes back. An invalidation that finds nothing of its cache_key stored
+///   (writes in a row, with no read between them) only moves the
+///   generation, and commits without a sync: a crash has nothing to bring
+///   back, since every commit that ever dropped that cache_key's slots was
+///   itself durable, and generations only fence fills within one process.
 /// - **Invalidation drops a table.** Invalidating a whole cache_key deletes
 ///   its redb table and bumps its generation in one transaction.
 /// - **Never blocks the runtime.** Every redb call runs on tokio's blocking
@@ -336,8 +341,18 @@ impl Inner {
         let mut touched: Vec<String> = Vec::new();
         match prefix.split_once('/') {
             Some((namespace, "")) => {
-                txn.delete_table(slots_table(&table_name(namespace)))
+                let dropped = txn
+                    .delete_table(slots_table(&table_name(namespace)))
                     .map_err(|e| redb_error("redb cache: cannot drop table", e))?;
+                if !dropped {
+                    // Nothing of this namespace is stored, so no slot of it
+                    // can come back after a crash, whatever becomes of this
+                    // commit: every commit that dropped its table was
+                    // durable. Only the generation moves, and generations
+                    // fence fills within this process only. No sync needed.
+                    txn.set_durability(Durability::None)
+                        .map_err(|e| redb_error("redb cache: cannot set durability", e))?;
+                }
                 touched.push(namespace.to_string());
             }
             Some((namespace, within)) => {

@@ -69,12 +69,16 @@ impl CachedRows {
         let Cbor::Array(parts) = doc else {
             return Err(bad("top level is not an array"));
         };
-        let [Cbor::Integer(secs), Cbor::Integer(nanos), Cbor::Array(rows)] = parts.as_slice()
+        // The decoded document is consumed: ids, field names and values move
+        // into the rows instead of being copied out of it.
+        let [secs, nanos, rows] =
+            <[Cbor; 3]>::try_from(parts).map_err(|_| bad("expected [seconds, nanos, rows]"))?;
+        let (Cbor::Integer(secs), Cbor::Integer(nanos), Cbor::Array(rows)) = (secs, nanos, rows)
         else {
             return Err(bad("expected [seconds, nanos, rows]"));
         };
-        let secs = u64::try_from(*secs).map_err(|_| bad("seconds out of range"))?;
-        let nanos = u32::try_from(*nanos).map_err(|_| bad("nanos out of range"))?;
+        let secs = u64::try_from(secs).map_err(|_| bad("seconds out of range"))?;
+        let nanos = u32::try_from(nanos).map_err(|_| bad("nanos out of range"))?;
         let fetched_at = UNIX_EPOCH
             .checked_add(Duration::new(secs, nanos))
             .ok_or_else(|| bad("fetched_at out of range"))?;
@@ -83,7 +87,9 @@ impl CachedRows {
             let Cbor::Array(pair) = row else {
                 return Err(bad("row is not an [id, fields] pair"));
             };
-            let [Cbor::Text(id), Cbor::Map(fields)] = pair.as_slice() else {
+            let [id, fields] =
+                <[Cbor; 2]>::try_from(pair).map_err(|_| bad("row is not an [id, fields] pair"))?;
+            let (Cbor::Text(id), Cbor::Map(fields)) = (id, fields) else {
                 return Err(bad("row is not an [id, fields] pair"));
             };
             let mut record = Record::with_capacity(fields.len());
@@ -91,9 +97,9 @@ impl CachedRows {
                 let Cbor::Text(k) = k else {
                     return Err(bad("field name is not text"));
                 };
-                record.insert(k.clone(), v.clone());
+                record.insert(k, v);
             }
-            out.insert(id.clone(), record);
+            out.insert(id, record);
         }
         Ok(Self {
             rows: out,
@@ -161,6 +167,15 @@ pub trait Cache: Send + Sync {
         self.put(key, rows).await?;
         Ok(true)
     }
+
+    /// Whether this backend keeps what it is given. A backend that answers
+    /// `false` must miss on every [`get`](Cache::get); the cache layer then
+    /// skips its fills altogether instead of copying the rows of every read
+    /// only to have them dropped. The default is `true`; [`NoCache`] answers
+    /// `false`.
+    fn stores(&self) -> bool {
+        true
+    }
 }
 
 /// A cache that stores nothing: every `get` misses.
@@ -186,5 +201,9 @@ impl Cache for NoCache {
 
     async fn put_if_generation(&self, _key: &str, _rows: CachedRows, _gen: u64) -> Result<bool> {
         Ok(false)
+    }
+
+    fn stores(&self) -> bool {
+        false
     }
 }

@@ -43,8 +43,9 @@
 //!   message and the shared original as its source) and is not cached: the
 //!   next read asks again. A waiter that gives up (drops its future) does not
 //!   cancel the read for the others; the read finishes and fills the slot
-//!   even if every waiter gave up. Separate stacks sharing a cache_key each
-//!   make their own read.
+//!   even if every waiter gave up. A read that missed just before another
+//!   read's fill landed serves that fill instead of reading again. Separate
+//!   stacks sharing a cache_key each make their own read.
 //! - **Outages of the inner service.** Warm slots keep serving while it
 //!   fails: the layer never asks it for a slot it holds. A cold read returns
 //!   its error as soon as it fails; the layer adds no retries and no

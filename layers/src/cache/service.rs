@@ -1,5 +1,6 @@
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -28,6 +29,10 @@ pub(crate) struct Shared {
     /// one succeeds), shared with every stack caching this cache_key in this
     /// backend.
     fence: Arc<Fence>,
+    /// Bumped after every fill this stack installs: a read that missed looks
+    /// at the backend again before reading the master only if a fill landed
+    /// since it looked.
+    fills: AtomicU64,
     /// Master reads in flight, by slot and the fence they were started at.
     flights: Mutex<HashMap<FlightKey, Flight>>,
 }
@@ -52,6 +57,7 @@ impl Shared {
             cache,
             keys,
             stats: Arc::new(Stats::new()),
+            fills: AtomicU64::new(0),
             flights: Mutex::new(HashMap::new()),
         }
     }
@@ -308,6 +314,7 @@ where
         shared.stats.master_read();
         return inner.oneshot(request).await;
     }
+    let fills_seen = shared.fills.load(Ordering::Acquire);
     let lookup = shared
         .cache
         .get(&key)
@@ -370,11 +377,17 @@ where
                 flight.clone()
             }
             None => {
-                shared.stats.master_read();
                 // The flight runs in the span of the read that started it.
                 let task = tokio::spawn(
-                    fetch_and_fill(inner, shared.clone(), request, kind, flight_key.clone())
-                        .instrument(tracing::Span::current()),
+                    fetch_and_fill(
+                        inner,
+                        shared.clone(),
+                        request,
+                        kind,
+                        flight_key.clone(),
+                        fills_seen,
+                    )
+                    .instrument(tracing::Span::current()),
                 );
                 let flight: Flight = async move {
                     match task.await {
@@ -406,10 +419,28 @@ async fn fetch_and_fill<S>(
     request: Request,
     kind: SlotKind,
     flight: FlightKey,
+    fills_seen: u64,
 ) -> FlightResult
 where
     S: Service<Request, Response = Response, Error = VantageError>,
 {
+    // The read that started this flight missed, but an earlier flight of the
+    // slot may have filled it and left since (with a backend that answers
+    // from another thread, a read can miss before that fill and look for a
+    // flight after it). If a fill landed since the read looked, serve it
+    // rather than read the master again. Any slot the backend holds is as
+    // good as one found by the lookup at the start of the read: fills are
+    // fenced, invalidations drop slots.
+    let filled_since = shared.fills.load(Ordering::Acquire) != fills_seen;
+    if let Some(response) = late_hit(&shared, kind, &flight.slot, filled_since).await {
+        shared
+            .flights
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&flight);
+        return Ok(Arc::new(response));
+    }
+    shared.stats.master_read();
     let result = inner.oneshot(request).await;
     if let Ok(response) = &result {
         fill(&shared, kind, &flight, response).await;
@@ -423,9 +454,42 @@ where
     result.map(Arc::new).map_err(Arc::new)
 }
 
+/// A hit for `key` found after a miss, if a fill landed since the miss, the
+/// backend can be trusted (no failed invalidation) and it now holds the slot
+/// in the right shape.
+async fn late_hit(
+    shared: &Shared,
+    kind: SlotKind,
+    key: &str,
+    filled_since: bool,
+) -> Option<Response> {
+    if !filled_since || !shared.cache.stores() || shared.fence.is_poisoned() {
+        return None;
+    }
+    let cached = shared
+        .cache
+        .get(key)
+        .instrument(tracing::debug_span!("cache.get", slot = %key))
+        .await
+        .ok()??;
+    let response = kind.response_from_rows(cached.rows)?;
+    tracing::debug!(
+        cache_key = shared.keys.cache_key(),
+        slot = %key,
+        outcome = "hit",
+        "filled by an earlier flight"
+    );
+    Some(response)
+}
+
 /// Store `response` in its slot, unless an invalidation happened since the
 /// flight noted its epoch and generation.
 async fn fill(shared: &Shared, kind: SlotKind, flight: &FlightKey, response: &Response) {
+    // A backend that stores nothing (`NoCache`) would drop the rows: do not
+    // copy them for it.
+    if !shared.cache.stores() {
+        return;
+    }
     let cache_key = shared.keys.cache_key();
     let key = &flight.slot;
     let (Some(generation), Some(rows)) = (flight.generation, kind.rows_of(response)) else {
@@ -442,6 +506,7 @@ async fn fill(shared: &Shared, kind: SlotKind, flight: &FlightKey, response: &Re
         .await
     {
         Ok(true) => {
+            shared.fills.fetch_add(1, Ordering::AcqRel);
             tracing::debug!(cache_key, slot = %key, outcome = "populated");
             // An invalidation may have slipped in between the check above and
             // the store; if so, the slot may hold old rows.

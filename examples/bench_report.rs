@@ -1,0 +1,1005 @@
+//! The quick performance report: every published figure, measured in one
+//! process in well under two minutes, printed as markdown tables.
+//!
+//! ```text
+//! cargo run --release --example bench_report
+//! ```
+//!
+//! Each comparison runs its variants interleaved (one batch of each in turn,
+//! for many rounds; see `benches/support/mod.rs`), so drift on a shared
+//! machine hits both sides of a ratio alike. Times are medians over the
+//! rounds; ratios are medians of the per-round ratios. The memory figure runs
+//! in child processes of this same binary (`--memory ours|predecessor`), so
+//! nothing else measured here inflates its resident memory.
+//!
+//! `--profile <scenario>` runs one variant alone for a few seconds, for a
+//! profiler (`perf record`, `valgrind --tool=callgrind`); see [`profile`].
+//!
+//! `--only hits,layers,slots,inserts,concurrent,memory` runs some sections.
+//!
+//! `predecessor` is `vantage-live` 0.4.8, the crate this one replaces, run on
+//! the same masters in the same rounds.
+
+#[path = "../benches/support/mod.rs"]
+mod support;
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use support::{
+    insert_one, interleave, list_then_update, list_through, median, paired_ratio, row_id,
+    rss_bytes, time_batch, Depths, Direct, Floor, Master, Remote, Variant, CACHE_KEY, SIZES,
+};
+use vantage_dataset::prelude::ReadableValueSet;
+use vantage_live::{Cache, CachedRows, LiveTable, ManualLiveStream, MemCache, NoCache, RedbCache};
+
+/// Rounds of every interleaved comparison.
+const ROUNDS: usize = 101;
+/// How long one batch of one variant lasts.
+const BATCH: Duration = Duration::from_millis(4);
+/// Inserts wait for the disk, whose latency swings with every other process
+/// writing: short batches (a couple of inserts), many rounds.
+const INSERT_ROUNDS: usize = 301;
+const INSERT_BATCH: Duration = Duration::from_millis(2);
+/// The memory figure: the cap, and how much row weight is offered to it.
+const MEMORY_CAP: u64 = 64 * 1024 * 1024;
+const MEMORY_OFFERED: u64 = 1024 * 1024 * 1024;
+/// Slots of the "many slots" figure.
+const MANY_SLOTS: usize = 100_000;
+/// Concurrent cold reads, and how many times the trial is repeated.
+const CONCURRENT: usize = 64;
+const CONCURRENT_TRIALS: usize = 9;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--memory") {
+        memory_phase(args.get(i + 1).map(String::as_str).unwrap_or("ours"));
+        return;
+    }
+    if let Some(i) = args.iter().position(|a| a == "--profile") {
+        profile(args.get(i + 1).map(String::as_str).unwrap_or(""));
+        return;
+    }
+    let started = Instant::now();
+    let mut report = Report {
+        load_at_start: load(),
+        ..Report::default()
+    };
+
+    // `--only hits,layers,slots,inserts,concurrent,memory` runs a subset.
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1))
+        .map(|s| s.split(',').map(str::to_string).collect::<Vec<_>>());
+    let run = |section: &str| only.as_ref().is_none_or(|o| o.iter().any(|s| s == section));
+    if run("hits") {
+        hits_and_reads(&mut report);
+    }
+    if run("layers") {
+        layers(&mut report);
+    }
+    if run("slots") {
+        many_slots(&mut report);
+    }
+    if run("inserts") {
+        inserts(&mut report);
+    }
+    if run("concurrent") {
+        concurrent_cold_reads(&mut report);
+    }
+    if run("memory") {
+        memory(&mut report);
+    }
+
+    println!("{}", report.render(started.elapsed()));
+}
+
+// ---------------------------------------------------------------- the report
+
+#[derive(Default)]
+struct Report {
+    /// The 1-, 5- and 15-minute load averages when the report started.
+    load_at_start: String,
+    /// (group, variant, median ns per call)
+    medians: Vec<(String, String, f64)>,
+    figures: Vec<Figure>,
+}
+
+struct Figure {
+    name: String,
+    ours: String,
+    predecessor: String,
+    target: String,
+    /// ours / predecessor, same scenario.
+    ratio: String,
+}
+
+impl Report {
+    fn medians(&mut self, group: &str, variants: &[Variant<'_>]) {
+        for v in variants {
+            self.medians
+                .push((group.to_string(), v.name.clone(), v.median()));
+            eprintln!("  {group:<28} {:<34} {}", v.name, fmt_ns(v.median()));
+        }
+    }
+
+    fn figure(&mut self, name: &str, ours: String, pred: String, target: &str, ratio: String) {
+        eprintln!(
+            "  => {name}: ours {ours}, predecessor {pred}, target {target}, ours/pred {ratio}"
+        );
+        self.figures.push(Figure {
+            name: name.to_string(),
+            ours,
+            predecessor: pred,
+            target: target.to_string(),
+            ratio,
+        });
+    }
+
+    fn render(&self, took: Duration) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "\n## Figures\n");
+        let _ = writeln!(
+            out,
+            "| figure | ours | predecessor | target | ratio (ours / predecessor) |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---|---:|");
+        for f in &self.figures {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                f.name, f.ours, f.predecessor, f.target, f.ratio
+            );
+        }
+        let _ = writeln!(out, "\n## Medians (per call)\n");
+        let _ = writeln!(out, "| scenario | variant | median |");
+        let _ = writeln!(out, "|---|---|---:|");
+        for (group, variant, ns) in &self.medians {
+            let _ = writeln!(out, "| {group} | {variant} | {} |", fmt_ns(*ns));
+        }
+        let _ = writeln!(
+            out,
+            "\n{} cores; load average {} at the start, {} at the end; the report took {:.0} s.",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            self.load_at_start,
+            load(),
+            took.as_secs_f64()
+        );
+        out
+    }
+}
+
+fn fmt_ns(ns: f64) -> String {
+    if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+fn fmt_ratio(r: f64) -> String {
+    if r < 0.1 {
+        format!("{r:.4}")
+    } else {
+        format!("{r:.2}")
+    }
+}
+
+/// `value` against an upper bound, marked met or missed.
+fn target(bound: &str, value: f64, max: f64) -> String {
+    if value <= max {
+        format!("{bound} (met)")
+    } else {
+        format!("{bound} (**missed**)")
+    }
+}
+
+fn find<'v, 'a>(variants: &'v [Variant<'a>], name: &str) -> &'v Variant<'a> {
+    variants
+        .iter()
+        .find(|v| v.name == name)
+        .unwrap_or_else(|| panic!("no variant {name}"))
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+// ------------------------------------------------------- hits and plain reads
+
+fn hits_and_reads(report: &mut Report) {
+    let rt = support::runtime();
+    eprintln!("load average at start: {}", load());
+    for n in SIZES {
+        eprintln!("[{n} rows] seeding a redb master…");
+        let master = rt.block_on(Master::with_rows(n));
+        let rows = rt
+            .block_on(master.table.list_values())
+            .expect("master read");
+        assert_eq!(rows.len(), n);
+        let floor = rt.block_on(Floor::new(rows.clone()));
+        // What a RedbCache slot holds: decoding it is the least a disk hit pays.
+        let cbor = CachedRows::new(rows.clone()).to_cbor().expect("encode");
+
+        let ours_dir = tempfile::tempdir().expect("temp dir");
+        let pred_dir = tempfile::tempdir().expect("temp dir");
+        let (ours_mem, ours_redb, ours_none, pred_mem, pred_redb, pred_none) = rt.block_on(async {
+            let t = master.table.clone();
+            (
+                LiveTable::new(t.clone(), CACHE_KEY, Arc::new(MemCache::new())),
+                LiveTable::new(
+                    t.clone(),
+                    CACHE_KEY,
+                    Arc::new(RedbCache::open(ours_dir.path()).expect("redb cache")),
+                ),
+                LiveTable::new(t.clone(), CACHE_KEY, Arc::new(NoCache)),
+                predecessor::LiveTable::new(
+                    t.clone(),
+                    CACHE_KEY,
+                    Arc::new(predecessor::cache::MemCache::new()),
+                ),
+                predecessor::LiveTable::new(
+                    t.clone(),
+                    CACHE_KEY,
+                    Arc::new(predecessor::cache::RedbCache::open(pred_dir.path()).expect("redb")),
+                ),
+                predecessor::LiveTable::new(t, CACHE_KEY, Arc::new(predecessor::cache::NoCache)),
+            )
+        });
+        // Fill the caches, and check every variant answers the master's rows.
+        rt.block_on(async {
+            for live in [&ours_mem, &ours_redb, &ours_none] {
+                assert_eq!(live.list_values().await.unwrap(), rows);
+            }
+            for live in [&pred_mem, &pred_redb, &pred_none] {
+                assert_eq!(live.list_values().await.unwrap(), rows);
+            }
+            let key = ours_mem.page_cache_key(None);
+            assert!(ours_mem.cache().get(&key).await.unwrap().is_some());
+            assert!(ours_redb.cache().get(&key).await.unwrap().is_some());
+            assert_eq!(floor.owned().await, rows);
+        });
+
+        // Hits.
+        let mut v = vec![
+            Variant::new("floor: moka get + deep clone", |it| {
+                time_batch(&rt, it, || floor.owned())
+            }),
+            Variant::new("shared rows: moka get (Arc)", |it| {
+                time_batch(&rt, it, || floor.shared())
+            }),
+            Variant::new("CBOR decode of the slot alone", |it| {
+                time_batch(&rt, it, || async { CachedRows::from_cbor(&cbor).unwrap() })
+            }),
+            Variant::new("ours MemCache hit", |it| {
+                time_batch(&rt, it, || ours_mem.list_values())
+            }),
+            Variant::new("ours RedbCache hit", |it| {
+                time_batch(&rt, it, || ours_redb.list_values())
+            }),
+            Variant::new("predecessor MemCache hit", |it| {
+                time_batch(&rt, it, || pred_mem.list_values())
+            }),
+            Variant::new("predecessor RedbCache hit", |it| {
+                time_batch(&rt, it, || pred_redb.list_values())
+            }),
+        ];
+        eprintln!("[{n} rows] hits (load {})", load());
+        interleave(&mut v, ROUNDS, BATCH);
+        report.medians(&format!("hit, {n} rows"), &v);
+        let floor_v = find(&v, "floor: moka get + deep clone");
+        let shared = find(&v, "shared rows: moka get (Arc)");
+        let om = find(&v, "ours MemCache hit");
+        let or = find(&v, "ours RedbCache hit");
+        let pm = find(&v, "predecessor MemCache hit");
+        let pr = find(&v, "predecessor RedbCache hit");
+        let r = paired_ratio(om, floor_v);
+        report.figure(
+            &format!("`MemCache` hit, full `LiveTable` stack / floor, {n} rows"),
+            fmt_ratio(r),
+            fmt_ratio(paired_ratio(pm, floor_v)),
+            &target("≤ 1.05", r, 1.05),
+            fmt_ratio(paired_ratio(om, pm)),
+        );
+        let r = paired_ratio(or, om);
+        report.figure(
+            &format!("`RedbCache` hit / `MemCache` hit, {n} rows"),
+            fmt_ratio(r),
+            fmt_ratio(paired_ratio(pr, pm)),
+            &target("≤ 1.2", r, 1.2),
+            fmt_ratio(paired_ratio(or, pr)),
+        );
+        report.figure(
+            &format!("CBOR decode of a `RedbCache` slot alone / floor, {n} rows"),
+            fmt_ratio(paired_ratio(
+                find(&v, "CBOR decode of the slot alone"),
+                floor_v,
+            )),
+            "—".into(),
+            "reported",
+            "—".into(),
+        );
+        report.figure(
+            &format!("shared-rows read (moka get, `Arc`) / floor, {n} rows"),
+            fmt_ratio(paired_ratio(shared, floor_v)),
+            "—".into(),
+            "reported",
+            "—".into(),
+        );
+        drop(v);
+
+        // Reads that miss every time: NoCache against the master itself.
+        let mut v = vec![
+            Variant::new("direct master read", |it| {
+                time_batch(&rt, it, || master.table.list_values())
+            }),
+            Variant::new("ours NoCache read", |it| {
+                time_batch(&rt, it, || ours_none.list_values())
+            }),
+            Variant::new("predecessor NoCache read", |it| {
+                time_batch(&rt, it, || pred_none.list_values())
+            }),
+        ];
+        eprintln!("[{n} rows] NoCache reads (load {})", load());
+        interleave(&mut v, ROUNDS, BATCH * 2);
+        report.medians(&format!("read, {n} rows"), &v);
+        let direct = find(&v, "direct master read");
+        let on = find(&v, "ours NoCache read");
+        let pn = find(&v, "predecessor NoCache read");
+        let r = paired_ratio(on, direct);
+        report.figure(
+            &format!("`NoCache` read / direct master read, {n} rows"),
+            fmt_ratio(r),
+            fmt_ratio(paired_ratio(pn, direct)),
+            &target("≤ 1.03", r, 1.03),
+            fmt_ratio(paired_ratio(on, pn)),
+        );
+    }
+}
+
+// ------------------------------------------------------------- layer costs
+
+fn layers(report: &mut Report) {
+    let rt = support::runtime();
+    eprintln!("[layers, 1 row] (load {})", load());
+    let master = rt.block_on(Master::with_rows(1));
+    let cache: Arc<dyn Cache> = Arc::new(MemCache::new());
+    let depths = rt.block_on(async { Depths::new(&master.table, cache.clone()) });
+    let (live, live_events, pred) = rt.block_on(async {
+        let live = LiveTable::new(master.table.clone(), CACHE_KEY, cache.clone());
+        let live_events = LiveTable::new(master.table.clone(), CACHE_KEY, cache.clone())
+            .with_live_stream(Arc::new(ManualLiveStream::new()));
+        let pred = predecessor::LiveTable::new(
+            master.table.clone(),
+            CACHE_KEY,
+            Arc::new(predecessor::cache::MemCache::new()),
+        );
+        (live, live_events, pred)
+    });
+    let key = live.page_cache_key(None);
+    rt.block_on(async {
+        // Each event task drops the cache_key once it subscribes: wait for
+        // them, then fill the shared slot once; every stack below reads it.
+        depths.ready().await;
+        let mut status = live_events.live_stream_status().expect("live stream");
+        status.wait_for(|s| s.subscriptions >= 1).await.unwrap();
+        list_through(&depths.core).await.unwrap();
+        assert!(cache.get(&key).await.unwrap().is_some());
+        assert_eq!(list_through(&depths.three).await.unwrap().len(), 1);
+        assert_eq!(live_events.list_values().await.unwrap().len(), 1);
+        assert_eq!(pred.list_values().await.unwrap().len(), 1);
+    });
+    let mut v = vec![
+        Variant::new("backend alone: Cache::get", |it| {
+            time_batch(&rt, it, || cache.get(&key))
+        }),
+        Variant::new("core: CacheService<TableService>", |it| {
+            time_batch(&rt, it, || list_through(&depths.core))
+        }),
+        Variant::new("core + 1 InvalidateOnEvent", |it| {
+            time_batch(&rt, it, || list_through(&depths.one))
+        }),
+        Variant::new("core + 2 InvalidateOnEvent", |it| {
+            time_batch(&rt, it, || list_through(&depths.two))
+        }),
+        Variant::new("core + 3 InvalidateOnEvent", |it| {
+            time_batch(&rt, it, || list_through(&depths.three))
+        }),
+        Variant::new("LiveTable::list_values", |it| {
+            time_batch(&rt, it, || live.list_values())
+        }),
+        Variant::new("LiveTable + live stream", |it| {
+            time_batch(&rt, it, || live_events.list_values())
+        }),
+        Variant::new("predecessor LiveTable::list_values", |it| {
+            time_batch(&rt, it, || pred.list_values())
+        }),
+    ];
+    interleave(&mut v, ROUNDS, BATCH);
+    report.medians("hit, 1 row", &v);
+    let backend = find(&v, "backend alone: Cache::get");
+    let core = find(&v, "core: CacheService<TableService>");
+    let d: Vec<&Variant<'_>> = [
+        "core: CacheService<TableService>",
+        "core + 1 InvalidateOnEvent",
+        "core + 2 InvalidateOnEvent",
+        "core + 3 InvalidateOnEvent",
+    ]
+    .iter()
+    .map(|n| find(&v, n))
+    .collect();
+    let lt = find(&v, "LiveTable::list_values");
+    let lte = find(&v, "LiveTable + live stream");
+    let pred_v = find(&v, "predecessor LiveTable::list_values");
+
+    // Per-round differences, then their medians (same rounds, same drift).
+    let diff = |a: &Variant<'_>, b: &Variant<'_>| {
+        let xs: Vec<f64> = a
+            .samples
+            .iter()
+            .zip(&b.samples)
+            .map(|(x, y)| x - y)
+            .collect();
+        median(&xs)
+    };
+    // The event layer's cost: the least-squares slope over depth 0..=3.
+    let slope = {
+        let per_round: Vec<f64> = (0..d[0].samples.len())
+            .map(|i| {
+                let ys: Vec<f64> = d.iter().map(|v| v.samples[i]).collect();
+                // x = 0,1,2,3: mean 1.5, sum of squares 5.
+                ys.iter()
+                    .enumerate()
+                    .map(|(x, y)| (x as f64 - 1.5) * y)
+                    .sum::<f64>()
+                    / 5.0
+            })
+            .collect();
+        median(&per_round)
+    };
+    let cache_cost = diff(core, backend);
+    report.figure(
+        "`CacheLayer` own cost on a hit (core stack − `Cache::get` alone), 1 row",
+        fmt_ns(cache_cost),
+        "—".into(),
+        &target("≤ 200 ns", cache_cost, 200.0),
+        "—".into(),
+    );
+    report.figure(
+        "`InvalidateOnEventLayer` own cost on a hit (slope over 0–3 layers), 1 row",
+        fmt_ns(slope),
+        "—".into(),
+        &target("≤ 200 ns", slope, 200.0),
+        "—".into(),
+    );
+    let wrapper = diff(lt, core);
+    report.figure(
+        "`LiveTable` wrapper own cost on a hit (`list_values` − core stack), 1 row",
+        fmt_ns(wrapper),
+        "—".into(),
+        &target("≤ 200 ns", wrapper, 200.0),
+        "—".into(),
+    );
+    let with_stream = diff(lte, lt);
+    report.figure(
+        "`LiveTable` with a live stream − without, 1 row",
+        fmt_ns(with_stream),
+        "—".into(),
+        &target("≤ 200 ns", with_stream, 200.0),
+        "—".into(),
+    );
+    report.figure(
+        "`MemCache` hit, full stack, 1 row (time)",
+        fmt_ns(lt.median()),
+        fmt_ns(pred_v.median()),
+        "reported",
+        fmt_ratio(paired_ratio(lt, pred_v)),
+    );
+}
+
+// ----------------------------------------------------------- many slots
+
+fn many_slots(report: &mut Report) {
+    let rt = support::runtime();
+    eprintln!("[{MANY_SLOTS} slots] filling (load {})", load());
+    let master = rt.block_on(Master::with_rows(1));
+    let big_weight = 1024 * 1024 * 1024;
+    let (one, many, pred_one, pred_many) = rt.block_on(async {
+        let one = LiveTable::new(master.table.clone(), CACHE_KEY, Arc::new(MemCache::new()));
+        let many_cache = MemCache::builder().max_weight(big_weight).build();
+        let many = LiveTable::new(
+            master.table.clone(),
+            CACHE_KEY,
+            Arc::new(many_cache.clone()),
+        );
+        let pred_one = predecessor::LiveTable::new(
+            master.table.clone(),
+            CACHE_KEY,
+            Arc::new(predecessor::cache::MemCache::new()),
+        );
+        let pred_cache = predecessor::cache::MemCache::new();
+        let pred_many = predecessor::LiveTable::new(
+            master.table.clone(),
+            CACHE_KEY,
+            Arc::new(pred_cache.clone()),
+        );
+        let small = support::rows(1);
+        for i in 0..MANY_SLOTS as u64 {
+            let id = row_id(i);
+            many_cache
+                .put(&many.id_cache_key(&id), CachedRows::new(small.clone()))
+                .await
+                .unwrap();
+            predecessor::Cache::put(
+                &pred_cache,
+                &pred_many.id_cache_key(&id),
+                predecessor::CachedRows::new(small.clone()),
+            )
+            .await
+            .unwrap();
+        }
+        for t in [&one, &many] {
+            t.list_values().await.unwrap();
+        }
+        for t in [&pred_one, &pred_many] {
+            t.list_values().await.unwrap();
+        }
+        many_cache.run_pending_tasks().await;
+        assert!(many_cache.entry_count() > MANY_SLOTS as u64);
+        (one, many, pred_one, pred_many)
+    });
+    let mut v = vec![
+        Variant::new("ours, 1 slot", |it| {
+            time_batch(&rt, it, || one.list_values())
+        }),
+        Variant::new("ours, 100,000 slots", |it| {
+            time_batch(&rt, it, || many.list_values())
+        }),
+        Variant::new("predecessor, 1 slot", |it| {
+            time_batch(&rt, it, || pred_one.list_values())
+        }),
+        Variant::new("predecessor, 100,000 slots", |it| {
+            time_batch(&rt, it, || pred_many.list_values())
+        }),
+    ];
+    interleave(&mut v, ROUNDS, BATCH);
+    report.medians("hit, 1 row, cache size", &v);
+    let r = paired_ratio(find(&v, "ours, 100,000 slots"), find(&v, "ours, 1 slot"));
+    report.figure(
+        "hit with 100,000 cached slots / with 1 slot",
+        fmt_ratio(r),
+        fmt_ratio(paired_ratio(
+            find(&v, "predecessor, 100,000 slots"),
+            find(&v, "predecessor, 1 slot"),
+        )),
+        &target("≤ 1.1", r, 1.1),
+        fmt_ratio(paired_ratio(
+            find(&v, "ours, 100,000 slots"),
+            find(&v, "predecessor, 100,000 slots"),
+        )),
+    );
+}
+
+// ---------------------------------------------------------------- inserts
+
+fn inserts(report: &mut Report) {
+    let rt = support::runtime();
+    eprintln!("[inserts] (load {})", load());
+    type Op =
+        for<'t> fn(&Master, &'t dyn support::Target) -> futures_util::future::BoxFuture<'t, ()>;
+    let scenarios: [(&str, Op); 2] = [
+        ("insert", insert_one),
+        ("list then update", list_then_update),
+    ];
+    for (scenario, op) in scenarios {
+        // A fresh master per scenario: inserts grow it, and the list of the
+        // second scenario must stay at 100 rows.
+        let master = rt.block_on(Master::with_rows(100));
+        let dirs: Vec<_> = (0..2)
+            .map(|_| tempfile::tempdir().expect("temp dir"))
+            .collect();
+        let (ours_mem, ours_redb, pred_mem, pred_redb) = rt.block_on(async {
+            let t = master.table.clone();
+            (
+                LiveTable::new(t.clone(), CACHE_KEY, Arc::new(MemCache::new())),
+                LiveTable::new(
+                    t.clone(),
+                    CACHE_KEY,
+                    Arc::new(RedbCache::open(dirs[0].path()).expect("redb cache")),
+                ),
+                predecessor::LiveTable::new(
+                    t.clone(),
+                    CACHE_KEY,
+                    Arc::new(predecessor::cache::MemCache::new()),
+                ),
+                predecessor::LiveTable::new(
+                    t,
+                    CACHE_KEY,
+                    Arc::new(predecessor::cache::RedbCache::open(dirs[1].path()).expect("redb")),
+                ),
+            )
+        });
+        let direct = Direct(master.table.clone());
+        let op = |table| op(&master, table);
+        let mut v = vec![
+            Variant::new("direct (AnyTable)", |it| {
+                time_batch(&rt, it, || op(&direct))
+            }),
+            Variant::new("ours MemCache", |it| time_batch(&rt, it, || op(&ours_mem))),
+            Variant::new("ours RedbCache", |it| {
+                time_batch(&rt, it, || op(&ours_redb))
+            }),
+            Variant::new("predecessor MemCache", |it| {
+                time_batch(&rt, it, || op(&pred_mem))
+            }),
+            Variant::new("predecessor RedbCache", |it| {
+                time_batch(&rt, it, || op(&pred_redb))
+            }),
+        ];
+        eprintln!("[{scenario}] (load {})", load());
+        interleave(&mut v, INSERT_ROUNDS, INSERT_BATCH);
+        report.medians(scenario, &v);
+        let d = find(&v, "direct (AnyTable)");
+        for backend in ["MemCache", "RedbCache"] {
+            let ours = find(&v, &format!("ours {backend}"));
+            let pred = find(&v, &format!("predecessor {backend}"));
+            let r = paired_ratio(ours, d);
+            let (name, bound, max) = match (scenario, backend) {
+                ("insert", "MemCache") => (
+                    format!("insert through the stack / direct insert, `{backend}`"),
+                    "≤ 1.05",
+                    1.05,
+                ),
+                ("insert", _) => (
+                    format!("insert through the stack / direct insert, `{backend}`"),
+                    "≤ 1.25",
+                    1.25,
+                ),
+                _ => (
+                    format!(
+                        "list then update (each update drops a filled slot) / the same on the master, `{backend}`"
+                    ),
+                    "reported",
+                    f64::INFINITY,
+                ),
+            };
+            let target = if max.is_finite() {
+                target(bound, r, max)
+            } else {
+                bound.to_string()
+            };
+            report.figure(
+                &name,
+                fmt_ratio(r),
+                fmt_ratio(paired_ratio(pred, d)),
+                &target,
+                fmt_ratio(paired_ratio(ours, pred)),
+            );
+        }
+    }
+}
+
+// ------------------------------------------------- concurrent cold reads
+
+/// The cache variants of the concurrency figure.
+const COLD: [&str; 4] = [
+    "ours MemCache",
+    "ours RedbCache",
+    "predecessor MemCache",
+    "predecessor RedbCache",
+];
+
+fn concurrent_cold_reads(report: &mut Report) {
+    let rt = support::multi_thread_runtime();
+    eprintln!("[{CONCURRENT} concurrent cold reads] (load {})", load());
+    let master = rt.block_on(Master::with_rows(100));
+    let dirs: Vec<_> = (0..2)
+        .map(|_| tempfile::tempdir().expect("temp dir"))
+        .collect();
+    let ours_redb = RedbCache::open(dirs[0].path()).expect("redb cache");
+    let pred_redb = rt.block_on(async {
+        predecessor::cache::RedbCache::open(dirs[1].path()).expect("redb cache")
+    });
+    for (latency, label) in [
+        (Duration::from_millis(2), "master with 2 ms latency"),
+        (Duration::ZERO, "local redb master"),
+    ] {
+        let mut reads: Vec<Vec<f64>> = vec![Vec::new(); COLD.len()];
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); COLD.len()];
+        for trial in 0..CONCURRENT_TRIALS {
+            // Rotate the order of the variants from trial to trial.
+            for k in 0..COLD.len() {
+                let which = (trial + k) % COLD.len();
+                let (n, took) = rt.block_on(async {
+                    let (table, probe) = Remote::wrap(master.table.clone(), latency);
+                    // A fresh cache_key per trial: cold even in a shared file.
+                    let key = format!("{CACHE_KEY}-{}-{trial}", latency.as_millis());
+                    let start = Instant::now();
+                    match which {
+                        0 => {
+                            let live = LiveTable::new(table, key, Arc::new(MemCache::new()));
+                            support::fan_out(CONCURRENT, move || {
+                                let live = live.clone();
+                                async move { live.list_values().await.unwrap().len() }
+                            })
+                            .await
+                        }
+                        1 => {
+                            let live = LiveTable::new(table, key, Arc::new(ours_redb.clone()));
+                            support::fan_out(CONCURRENT, move || {
+                                let live = live.clone();
+                                async move { live.list_values().await.unwrap().len() }
+                            })
+                            .await
+                        }
+                        2 => {
+                            let live = predecessor::LiveTable::new(
+                                table,
+                                key,
+                                Arc::new(predecessor::cache::MemCache::new()),
+                            );
+                            support::fan_out(CONCURRENT, move || {
+                                let live = live.clone();
+                                async move { live.list_values().await.unwrap().len() }
+                            })
+                            .await
+                        }
+                        _ => {
+                            let live = predecessor::LiveTable::new(
+                                table,
+                                key,
+                                Arc::new(pred_redb.clone()),
+                            );
+                            support::fan_out(CONCURRENT, move || {
+                                let live = live.clone();
+                                async move { live.list_values().await.unwrap().len() }
+                            })
+                            .await
+                        }
+                    }
+                    (probe.reads(), start.elapsed())
+                });
+                reads[which].push(n as f64);
+                times[which].push(took.as_nanos() as f64);
+            }
+        }
+        let show = |xs: &[f64]| {
+            let max = xs.iter().cloned().fold(0.0, f64::max);
+            let min = xs.iter().cloned().fold(f64::INFINITY, f64::min);
+            if min == max {
+                format!("{max}")
+            } else {
+                format!("{} (range {min}–{max})", median(xs))
+            }
+        };
+        for (name, t) in COLD.iter().zip(&times) {
+            report.medians.push((
+                format!("{CONCURRENT} concurrent cold reads, {label} (wall)"),
+                name.to_string(),
+                median(t),
+            ));
+        }
+        for (i, backend) in ["MemCache", "RedbCache"].iter().enumerate() {
+            let (ours, pred) = (&reads[i], &reads[i + 2]);
+            let worst = ours.iter().cloned().fold(0.0, f64::max);
+            report.figure(
+                &format!(
+                    "master reads for {CONCURRENT} concurrent cold reads, `{backend}`, {label}"
+                ),
+                show(ours),
+                show(pred),
+                &target("1", worst, 1.0),
+                fmt_ratio(median(ours) / median(pred)),
+            );
+        }
+    }
+}
+
+// ----------------------------------------------------------------- memory
+
+fn memory(report: &mut Report) {
+    eprintln!("[memory] (load {})", load());
+    let exe = std::env::current_exe().expect("own path");
+    let mut growth = Vec::new();
+    for which in ["ours", "predecessor"] {
+        let out = std::process::Command::new(&exe)
+            .args(["--memory", which])
+            .output()
+            .expect("memory phase");
+        assert!(out.status.success(), "memory phase {which} failed: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        eprint!("{}", String::from_utf8_lossy(&out.stderr));
+        let field = |name: &str| -> f64 {
+            text.split_whitespace()
+                .find_map(|kv| kv.strip_prefix(name))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(f64::NAN)
+        };
+        growth.push((field("growth="), field("peak="), field("offered=")));
+    }
+    let cap = MEMORY_CAP as f64;
+    let (ours, pred) = (growth[0], growth[1]);
+    let r = ours.0 / cap;
+    report.figure(
+        "resident memory growth after offering 1 GiB of rows to a 64 MiB `MemCache` / 64 MiB",
+        format!("{r:.2} (peak {:.2})", ours.1 / cap),
+        format!("{:.2} (unbounded)", pred.0 / cap),
+        &target("≤ 1.3", r, 1.3),
+        fmt_ratio(ours.0 / pred.0),
+    );
+}
+
+/// Child process: offer about 1 GiB of row weight to a cache capped at 64 MiB
+/// (the predecessor's `MemCache` has no cap) and print the resident growth.
+fn memory_phase(which: &str) {
+    let rt = support::runtime();
+    rt.block_on(async {
+        // Slots of about 64 KiB of estimated weight: measure one slot's weight.
+        let probe = MemCache::new();
+        let probe_rows = support::rows(100);
+        probe
+            .put("probe/slot", CachedRows::new(probe_rows))
+            .await
+            .unwrap();
+        probe.run_pending_tasks().await;
+        let per_row = probe.weighted_size() as f64 / 100.0;
+        let rows_per_slot = ((64.0 * 1024.0) / per_row).round() as usize;
+        let template = support::rows(rows_per_slot);
+        drop(probe);
+        let slot_weight = rows_per_slot as f64 * per_row;
+        let slots = (MEMORY_OFFERED as f64 / slot_weight).ceil() as u64;
+
+        let ours = MemCache::builder().max_weight(MEMORY_CAP).build();
+        let pred = predecessor::cache::MemCache::new();
+        let before = rss_bytes();
+        let mut peak = before;
+        for i in 0..slots {
+            let key = format!("{CACHE_KEY}/list/-/p{i}x{rows_per_slot}");
+            if which == "ours" {
+                ours.put(&key, CachedRows::new(template.clone()))
+                    .await
+                    .unwrap();
+                if i % 16 == 15 {
+                    ours.run_pending_tasks().await;
+                }
+            } else {
+                predecessor::Cache::put(
+                    &pred,
+                    &key,
+                    predecessor::CachedRows::new(template.clone()),
+                )
+                .await
+                .unwrap();
+            }
+            if i % 256 == 0 {
+                peak = peak.max(rss_bytes());
+            }
+        }
+        ours.run_pending_tasks().await;
+        let after = rss_bytes();
+        peak = peak.max(after);
+        eprintln!(
+            "  memory {which}: {slots} slots of {rows_per_slot} rows (~{:.0} KiB each), \
+             held weight {:.1} MiB, entries {}, RSS {:.1} → {:.1} MiB (peak {:.1})",
+            slot_weight / 1024.0,
+            ours.weighted_size() as f64 / 1048576.0,
+            ours.entry_count(),
+            before as f64 / 1048576.0,
+            after as f64 / 1048576.0,
+            peak as f64 / 1048576.0,
+        );
+        println!(
+            "growth={} peak={} offered={}",
+            after.saturating_sub(before),
+            peak.saturating_sub(before),
+            (slots as f64 * slot_weight) as u64
+        );
+    });
+}
+
+// ---------------------------------------------------------------- profiling
+
+/// Run one variant alone in a loop for about five seconds (under
+/// `valgrind --tool=callgrind`, set `PROFILE_ITERS` instead). Scenarios:
+/// `floor-100`, `mem-hit-100`, `redb-hit-100`, `pred-redb-hit-100`,
+/// `direct-read-100`, `nocache-read-100`, `insert-direct`, `insert-mem`,
+/// `insert-redb`, `pred-insert-redb`, `list-update-redb`,
+/// `pred-list-update-redb`, `mem-hit-1`.
+fn profile(scenario: &str) {
+    let rt = support::runtime();
+    let rows = if scenario.ends_with("-1") { 1 } else { 100 };
+    let master = rt.block_on(Master::with_rows(rows));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let t = master.table.clone();
+    let live =
+        |cache: Arc<dyn Cache>| rt.block_on(async { LiveTable::new(t.clone(), CACHE_KEY, cache) });
+    let iters: Option<u64> = std::env::var("PROFILE_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok());
+    let run = |f: &mut dyn FnMut(u64) -> f64| {
+        let start = Instant::now();
+        let mut calls = 0u64;
+        let mut ns = Vec::new();
+        while match iters {
+            Some(n) => calls < n,
+            None => start.elapsed() < Duration::from_secs(5),
+        } {
+            ns.push(f(100));
+            calls += 100;
+        }
+        eprintln!(
+            "{scenario}: {} per call over {calls} calls",
+            fmt_ns(median(&ns))
+        );
+    };
+    match scenario {
+        "floor-100" => {
+            let rows = rt.block_on(t.list_values()).unwrap();
+            let floor = rt.block_on(Floor::new(rows));
+            run(&mut |it| time_batch(&rt, it, || floor.owned()));
+        }
+        "mem-hit-100" | "mem-hit-1" => {
+            let l = live(Arc::new(MemCache::new()));
+            rt.block_on(l.list_values()).unwrap();
+            run(&mut |it| time_batch(&rt, it, || l.list_values()));
+        }
+        "redb-hit-100" => {
+            let l = live(Arc::new(RedbCache::open(dir.path()).expect("redb cache")));
+            rt.block_on(l.list_values()).unwrap();
+            run(&mut |it| time_batch(&rt, it, || l.list_values()));
+        }
+        "pred-redb-hit-100" => {
+            let cache = predecessor::cache::RedbCache::open(dir.path()).expect("redb");
+            let l = rt.block_on(async {
+                predecessor::LiveTable::new(t.clone(), CACHE_KEY, Arc::new(cache))
+            });
+            rt.block_on(l.list_values()).unwrap();
+            run(&mut |it| time_batch(&rt, it, || l.list_values()));
+        }
+        "direct-read-100" => run(&mut |it| time_batch(&rt, it, || t.list_values())),
+        "nocache-read-100" => {
+            let l = live(Arc::new(NoCache));
+            run(&mut |it| time_batch(&rt, it, || l.list_values()));
+        }
+        "insert-direct" => {
+            let d = Direct(t.clone());
+            run(&mut |it| time_batch(&rt, it, || insert_one(&master, &d)));
+        }
+        "insert-mem" => {
+            let l = live(Arc::new(MemCache::new()));
+            run(&mut |it| time_batch(&rt, it, || insert_one(&master, &l)));
+        }
+        "insert-redb" => {
+            let l = live(Arc::new(RedbCache::open(dir.path()).expect("redb cache")));
+            run(&mut |it| time_batch(&rt, it, || insert_one(&master, &l)));
+        }
+        "list-update-redb" => {
+            let l = live(Arc::new(RedbCache::open(dir.path()).expect("redb cache")));
+            run(&mut |it| time_batch(&rt, it, || list_then_update(&master, &l)));
+        }
+        "pred-list-update-redb" => {
+            let cache = predecessor::cache::RedbCache::open(dir.path()).expect("redb");
+            let l = rt.block_on(async {
+                predecessor::LiveTable::new(t.clone(), CACHE_KEY, Arc::new(cache))
+            });
+            run(&mut |it| time_batch(&rt, it, || list_then_update(&master, &l)));
+        }
+        "pred-insert-redb" => {
+            let cache = predecessor::cache::RedbCache::open(dir.path()).expect("redb");
+            let l = rt.block_on(async {
+                predecessor::LiveTable::new(t.clone(), CACHE_KEY, Arc::new(cache))
+            });
+            run(&mut |it| time_batch(&rt, it, || insert_one(&master, &l)));
+        }
+        other => panic!("unknown scenario {other:?}; see `profile` in examples/bench_report.rs"),
+    }
+}
