@@ -50,6 +50,20 @@ fn redb() -> Backend {
     }
 }
 
+/// A `RedbCache` without its memory front: every call reaches the file.
+fn redb_disk() -> Backend {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cache = RedbCache::open(dir.path())
+        .expect("open redb cache")
+        .with_memory_front(0);
+    Backend {
+        name: "RedbCache (disk only)",
+        cache: Arc::new(cache),
+        stores: true,
+        _dir: Some(dir),
+    }
+}
+
 fn none() -> Backend {
     Backend {
         name: "NoCache",
@@ -75,6 +89,14 @@ macro_rules! contract {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
                     super::$test(super::redb()).await
+                }
+            )*
+        }
+        mod redb_cache_disk_only {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::redb_disk()).await
                 }
             )*
         }

@@ -114,7 +114,16 @@ impl CacheKind {
             CacheKind::Mem => (Arc::new(MemCache::new()), None, None),
             CacheKind::Redb => {
                 let dir = tempfile::tempdir().expect("temp dir");
-                let cache = RedbCache::open(dir.path()).expect("open redb cache");
+                // Odd seeds run the file alone, even ones with the memory
+                // front in front of it.
+                let front = if seed % 2 == 0 {
+                    vantage_live::cache::DEFAULT_FRONT_WEIGHT
+                } else {
+                    0
+                };
+                let cache = RedbCache::open(dir.path())
+                    .expect("open redb cache")
+                    .with_memory_front(front);
                 (Arc::new(cache), None, Some(dir))
             }
             CacheKind::FaultyMem => {

@@ -13,5 +13,7 @@ mod mem;
 mod redb;
 
 pub use self::mem::{MemCache, MemCacheBuilder, DEFAULT_MAX_WEIGHT};
-pub use self::redb::{OpenCacheError, RedbCache, FILE_NAME as REDB_FILE_NAME};
+pub use self::redb::{
+    OpenCacheError, RedbCache, DEFAULT_FRONT_WEIGHT, FILE_NAME as REDB_FILE_NAME,
+};
 pub use vantage_live_layers::cache::{Cache, CachedRows, NoCache, SlotKeys};

@@ -13,6 +13,11 @@ use vantage_core::{error, Result, VantageError};
 use vantage_live_layers::cache::split_key;
 use vantage_live_layers::{Cache, CachedRows};
 
+use super::mem::{MemCache, DEFAULT_MAX_WEIGHT};
+
+/// The default weight of a [`RedbCache`]'s memory front: 64 MiB.
+pub const DEFAULT_FRONT_WEIGHT: u64 = DEFAULT_MAX_WEIGHT;
+
 /// The file a [`RedbCache`] keeps inside its folder.
 pub const FILE_NAME: &str = "vlive.redb";
 
@@ -58,6 +63,9 @@ fn slots_table(name: &str) -> TableDefinition<'_, &'static str, &'static [u8]> {
 #[derive(Clone)]
 pub struct RedbCache {
     inner: Arc<Inner>,
+    /// Decoded slots kept in memory in front of the file (see
+    /// [`RedbCache::with_memory_front`]).
+    front: Option<MemCache>,
 }
 
 struct Inner {
@@ -173,7 +181,25 @@ impl RedbCache {
         };
         Ok(Self {
             inner: Arc::new(Inner { db, folder }),
+            front: Some(MemCache::builder().max_weight(DEFAULT_FRONT_WEIGHT).build()),
         })
+    }
+
+    /// Keep up to `max_weight` bytes of decoded slots in memory in front of
+    /// the file (default [`DEFAULT_FRONT_WEIGHT`], 64 MiB; `0` turns the
+    /// front off).
+    ///
+    /// A hit in the front costs what a [`MemCache`] hit costs; a slot only
+    /// on disk is read on the blocking pool, decoded, and kept in the front
+    /// for the next hit. The front is coherent because one process owns the
+    /// folder: every store and invalidation goes through this `RedbCache`,
+    /// the file first and the front second, and the front is fenced by its
+    /// own generations exactly as fills are, so it never holds a slot the
+    /// file has dropped. The front is empty after a restart; the file is
+    /// what survives.
+    pub fn with_memory_front(mut self, max_weight: u64) -> Self {
+        self.front = (max_weight > 0).then(|| MemCache::builder().max_weight(max_weight).build());
+        self
     }
 
     /// Delete `folder`'s cache file so the next [`RedbCache::open`] starts
@@ -416,30 +442,75 @@ impl Inner {
     }
 }
 
+impl RedbCache {
+    /// Store `rows` in the file (under `expected` generation, if given), then
+    /// in the front if the file took them and no invalidation reached the
+    /// front meanwhile.
+    async fn store(&self, key: &str, rows: CachedRows, expected: Option<u64>) -> Result<bool> {
+        let front_generation = match &self.front {
+            Some(front) => Some(front.generation(key).await?),
+            None => None,
+        };
+        let owned_key = key.to_string();
+        let (stored, rows) = self
+            .blocking(move |db| {
+                let bytes = rows.to_cbor()?;
+                let (namespace, slot) = split_key(&owned_key);
+                Ok((db.put(namespace, slot, &bytes, expected)?, rows))
+            })
+            .await?;
+        if let (true, Some(front), Some(generation)) = (stored, &self.front, front_generation) {
+            front.put_if_generation(key, rows, generation).await?;
+        }
+        Ok(stored)
+    }
+}
+
 #[async_trait]
 impl Cache for RedbCache {
     async fn get(&self, key: &str) -> Result<Option<CachedRows>> {
-        let key = key.to_string();
-        self.blocking(move |db| {
-            let (namespace, slot) = split_key(&key);
-            db.get(namespace, slot)
-        })
-        .await
+        let front_generation = match &self.front {
+            Some(front) => {
+                if let Some(rows) = front.get(key).await? {
+                    return Ok(Some(rows));
+                }
+                // Taken before reading the file: if an invalidation drops the
+                // slot after that read, it moves the front on and the stale
+                // copy below is refused.
+                Some(front.generation(key).await?)
+            }
+            None => None,
+        };
+        let owned_key = key.to_string();
+        let found = self
+            .blocking(move |db| {
+                let (namespace, slot) = split_key(&owned_key);
+                db.get(namespace, slot)
+            })
+            .await?;
+        if let (Some(rows), Some(front), Some(generation)) = (&found, &self.front, front_generation)
+        {
+            front
+                .put_if_generation(key, rows.clone(), generation)
+                .await?;
+        }
+        Ok(found)
     }
 
     async fn put(&self, key: &str, rows: CachedRows) -> Result<()> {
-        let key = key.to_string();
-        self.blocking(move |db| {
-            let bytes = rows.to_cbor()?;
-            let (namespace, slot) = split_key(&key);
-            db.put(namespace, slot, &bytes, None).map(drop)
-        })
-        .await
+        self.store(key, rows, None).await.map(drop)
     }
 
+    /// Drops the slots from the file, then from the front (in that order, so
+    /// a read that took the front's generation before this can never put
+    /// back a copy read from the file before it).
     async fn invalidate_prefix(&self, prefix: &str) -> Result<()> {
-        let prefix = prefix.to_string();
-        self.blocking(move |db| db.invalidate_prefix(&prefix)).await
+        let owned = prefix.to_string();
+        let disk = self.blocking(move |db| db.invalidate_prefix(&owned)).await;
+        if let Some(front) = &self.front {
+            front.invalidate_prefix(prefix).await?;
+        }
+        disk
     }
 
     async fn generation(&self, key: &str) -> Result<u64> {
@@ -454,12 +525,6 @@ impl Cache for RedbCache {
         rows: CachedRows,
         generation: u64,
     ) -> Result<bool> {
-        let key = key.to_string();
-        self.blocking(move |db| {
-            let bytes = rows.to_cbor()?;
-            let (namespace, slot) = split_key(&key);
-            db.put(namespace, slot, &bytes, Some(generation))
-        })
-        .await
+        self.store(key, rows, Some(generation)).await
     }
 }

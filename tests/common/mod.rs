@@ -120,12 +120,21 @@ pub struct TestCache {
     pub dir: Option<tempfile::TempDir>,
 }
 
-/// One fresh instance of every backend that stores: `MemCache` and a
-/// `RedbCache` in a temp folder.
+/// One fresh instance of every backend that stores: `MemCache`, and a
+/// `RedbCache` in a temp folder with and without its memory front.
 pub fn storing_caches() -> Vec<TestCache> {
     let dir = tempfile::tempdir().expect("temp dir");
     let redb = vantage_live::RedbCache::open(dir.path()).expect("open redb cache");
+    let disk_dir = tempfile::tempdir().expect("temp dir");
+    let disk_only = vantage_live::RedbCache::open(disk_dir.path())
+        .expect("open redb cache")
+        .with_memory_front(0);
     vec![
+        TestCache {
+            name: "RedbCache (disk only)",
+            cache: std::sync::Arc::new(disk_only),
+            dir: Some(disk_dir),
+        },
         TestCache {
             name: "MemCache",
             cache: std::sync::Arc::new(vantage_live::MemCache::new()),
