@@ -53,10 +53,22 @@
 //! # How it is built
 //!
 //! A `LiveTable` is a pre-assembled [tower](https://docs.rs/tower) stack from
-//! [`vantage_live_layers`]: reads and writes are [`Request`]s, the
-//! [`CacheLayer`] serves and invalidates, and the [`TableService`] talks to the
-//! master. Compose your own stack from the same layers with
-//! `tower::ServiceBuilder`.
+//! [`vantage_live_layers`] (see [`LiveStack`]); reads and writes are
+//! [`Request`]s. Outermost first:
+//!
+//! 1. [`TracingLayer`]: a span per request, one `ERROR` per failed request;
+//! 2. [`InvalidateOnEventLayer`] (with [`LiveTable::with_live_stream`]): a
+//!    background task turns stream events into invalidations;
+//! 3. `WriteQueueLayer`: writes one at a time, in order, detached from their
+//!    callers; reads pass straight by;
+//! 4. [`CacheLayer`]: reads served from the cache or filled (single flight,
+//!    fenced against invalidations); successful writes invalidate before
+//!    they answer;
+//! 5. [`TableService`]: the master (or the custom write target).
+//!
+//! The order carries the guarantees: the queue sits above the cache so a
+//! write's invalidation runs on the write's own detached task. Compose your
+//! own stack from the same layers with `tower::ServiceBuilder`.
 //!
 //! # Cache backends
 //!
