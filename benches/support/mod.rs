@@ -7,6 +7,8 @@
 //! `#[path]`), so both measure exactly the same things.
 #![allow(dead_code)]
 
+#[path = "../../tests/common/hooked.rs"]
+mod hooked;
 mod remote;
 
 pub use self::remote::Remote;
