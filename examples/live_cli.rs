@@ -146,7 +146,7 @@ async fn run(cli: Cli) -> CliResult<()> {
         (None, false) => Arc::new(MemCache::new()),
     };
 
-    let mut view = ViewState::new(&model, &cli.entity);
+    let mut view = ViewState::new(&cli.entity);
     let mut live: Option<LiveTable> = None;
     for command in commands {
         match command {
@@ -157,12 +157,12 @@ async fn run(cli: Cli) -> CliResult<()> {
             Command::Page(page) => view.page = Some(page),
             Command::Ipp(ipp) => view.ipp = Some(ipp),
             Command::Ref(relation) => {
-                let table = view.live(&master, &cache, &mut live)?;
+                let table = view.live(&model, &master, &cache, &mut live)?;
                 view = view.follow(&model, &relation, &table).await?;
                 live = None;
             }
             Command::List => {
-                let table = view.live(&master, &cache, &mut live)?;
+                let table = view.live(&model, &master, &cache, &mut live)?;
                 let started = Instant::now();
                 let rows = table.list_values().await.map_err(|e| e.to_string())?;
                 let took = started.elapsed();
@@ -171,7 +171,7 @@ async fn run(cli: Cli) -> CliResult<()> {
                 println!("Found {} {noun} in {}", rows.len(), show_duration(took));
             }
             Command::Get(id) => {
-                let table = view.live(&master, &cache, &mut live)?;
+                let table = view.live(&model, &master, &cache, &mut live)?;
                 let started = Instant::now();
                 let row = table.get_value(&id).await.map_err(|e| e.to_string())?;
                 let took = started.elapsed();
@@ -189,7 +189,7 @@ async fn run(cli: Cli) -> CliResult<()> {
                 }
             }
             Command::Add(id, record) => {
-                let table = view.live(&master, &cache, &mut live)?;
+                let table = view.live(&model, &master, &cache, &mut live)?;
                 table
                     .insert_value(&id, &record)
                     .await
@@ -198,7 +198,7 @@ async fn run(cli: Cli) -> CliResult<()> {
                 println!("Added {} '{id}'", view.name);
             }
             Command::Delete(id) => {
-                let table = view.live(&master, &cache, &mut live)?;
+                let table = view.live(&model, &master, &cache, &mut live)?;
                 table
                     .delete(&id)
                     .await
@@ -395,7 +395,7 @@ struct ViewState {
 }
 
 impl ViewState {
-    fn new(_model: &Model, name: &str) -> Self {
+    fn new(name: &str) -> Self {
         Self {
             name: name.to_string(),
             conditions: Vec::new(),
@@ -439,6 +439,7 @@ impl ViewState {
     /// This view's LiveTable, reusing `slot` while the view is unchanged.
     fn live(
         &self,
+        model: &Model,
         master: &Master,
         cache: &Arc<dyn Cache>,
         slot: &mut Option<LiveTable>,
@@ -446,7 +447,7 @@ impl ViewState {
         let mut table = match slot.take() {
             Some(t) => t,
             None => {
-                let entity = &master_model_entity(&self.name)?;
+                let entity = self.entity(model);
                 let any = master.table(entity, &self.conditions, self.restriction.as_ref())?;
                 LiveTable::new(any, self.cache_key(), cache.clone())
             }
@@ -489,19 +490,6 @@ impl ViewState {
             ipp: None,
         })
     }
-}
-
-/// The entity definition, loaded once per process.
-fn master_model_entity(name: &str) -> CliResult<Entity> {
-    static MODEL: std::sync::OnceLock<Model> = std::sync::OnceLock::new();
-    let model = match MODEL.get() {
-        Some(m) => m,
-        None => {
-            let loaded = load_model()?;
-            MODEL.get_or_init(|| loaded)
-        }
-    };
-    entity_of(model, name).cloned()
 }
 
 /// After a write, drop every cached view of the entity, not only the one the
