@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use support::{
-    insert_one, list_then_update, list_through, row_id, Depths, Direct, Floor, Master, Remote,
-    Target, CACHE_KEY, SIZES,
+    insert_one, list_then_update, list_through, row_id, Depths, Floor, Master, Remote, Target,
+    CACHE_KEY, SIZES,
 };
 use vantage_dataset::prelude::ReadableValueSet;
 use vantage_live::{Cache, CachedRows, LiveTable, ManualLiveStream, MemCache, NoCache, RedbCache};
@@ -207,7 +207,7 @@ fn inserts(c: &mut Criterion) {
         let master = rt.block_on(Master::with_rows(100));
         let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
         let t = &master.table;
-        let direct = Direct(t.clone());
+        let direct = t.clone();
         let (om, or, pm, pr) = rt.block_on(async {
             (
                 LiveTable::new(t.clone(), CACHE_KEY, Arc::new(MemCache::new())),

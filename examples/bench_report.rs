@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use support::{
     insert_one, interleave, list_then_update, list_through, median, paired_ratio, row_id,
-    rss_bytes, time_batch, Depths, Direct, Floor, Master, Remote, Variant, CACHE_KEY, SIZES,
+    rss_bytes, time_batch, Depths, Floor, Master, Remote, Variant, CACHE_KEY, SIZES,
 };
 use vantage_dataset::prelude::ReadableValueSet;
 use vantage_live::{Cache, CachedRows, LiveTable, ManualLiveStream, MemCache, NoCache, RedbCache};
@@ -628,7 +628,7 @@ fn inserts(report: &mut Report) {
                 ),
             )
         });
-        let direct = Direct(master.table.clone());
+        let direct = master.table.clone();
         let op = |table| op(&master, table);
         let mut v = vec![
             Variant::new("direct (AnyTable)", |it| {
@@ -971,7 +971,7 @@ fn profile(scenario: &str) {
             run(&mut |it| time_batch(&rt, it, || l.list_values()));
         }
         "insert-direct" => {
-            let d = Direct(t.clone());
+            let d = t.clone();
             run(&mut |it| time_batch(&rt, it, || insert_one(&master, &d)));
         }
         "insert-mem" => {

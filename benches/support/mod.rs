@@ -382,42 +382,14 @@ pub trait Target: Sync {
     fn list(&self) -> BoxFuture<'_, usize>;
 }
 
-/// The master itself, as a [`Target`].
-pub struct Direct(pub AnyTable);
-
-impl Target for Direct {
-    fn insert(&self, id: String, record: Record<Value>) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            self.0.insert_value(&id, &record).await.expect("insert");
-        })
-    }
-    fn replace(&self, id: String, record: Record<Value>) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            self.0.replace_value(&id, &record).await.expect("replace");
-        })
-    }
-    fn list(&self) -> BoxFuture<'_, usize> {
-        Box::pin(async move { self.0.list_values().await.expect("list").len() })
-    }
-}
-
-impl Target for vantage_live::LiveTable {
-    fn insert(&self, id: String, record: Record<Value>) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            self.insert_value(&id, &record).await.expect("insert");
-        })
-    }
-    fn replace(&self, id: String, record: Record<Value>) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            self.replace_value(&id, &record).await.expect("replace");
-        })
-    }
-    fn list(&self) -> BoxFuture<'_, usize> {
-        Box::pin(async move { self.list_values().await.expect("list").len() })
-    }
-}
-
-impl Target for predecessor::LiveTable {
+/// Every value set with text ids and CBOR values is a [`Target`]: the
+/// master itself (`AnyTable`), ours and the predecessor's `LiveTable`.
+impl<T> Target for T
+where
+    T: ReadableValueSet<Id = String, Value = Value>
+        + WritableValueSet<Id = String, Value = Value>
+        + Sync,
+{
     fn insert(&self, id: String, record: Record<Value>) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             self.insert_value(&id, &record).await.expect("insert");
