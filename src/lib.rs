@@ -107,13 +107,15 @@ pub mod cache;
 pub mod live_stream;
 mod live_table;
 
-pub use cache::{Cache, CachedRows, MemCache, NoCache, RedbCache};
+pub use cache::{Cache, CachedRows, CachedSlot, MemCache, NoCache, RedbCache, SlotKind, SlotValue};
 #[cfg(feature = "postgres")]
 pub use live_stream::{install_notify_trigger, parse_notify_payload, PgNotifyLiveStream};
 pub use live_stream::{LiveEvent, LiveStream, ManualLiveStream};
-pub use live_table::{LiveStack, LiveTable};
+pub use live_table::{LiveStack, LiveTable, PageSelector};
 pub use vantage_live_layers::write_queue::error::{QueueClosed, WritePanicked};
-pub use vantage_live_layers::{CacheLayer, Request, Response, TableService, View, WriteRequest};
+pub use vantage_live_layers::{
+    CacheLayer, Request, Response, Rows, TableService, View, WriteRequest,
+};
 pub use vantage_live_layers::{EventStats, EventStatus, InvalidateOnEventLayer};
 pub use vantage_live_layers::{Stats, StatsSnapshot, Tracing, TracingLayer};
 

@@ -190,7 +190,7 @@ async fn get_value_fills_a_per_id_slot() {
 }
 
 #[tokio::test]
-async fn missing_ids_are_not_cached() {
+async fn a_missing_id_is_cached_as_absent_until_a_change_drops_it() {
     common::init_tracing();
     for master in common::embedded_masters("product").await {
         let what = master.kind;
@@ -200,16 +200,18 @@ async fn missing_ids_are_not_cached() {
         let id = "p13_new_bun".to_string();
 
         assert_eq!(live.get_value(&id).await.unwrap(), None, "{what}");
+        assert_eq!(live.get_value(&id).await.unwrap(), None, "{what}");
+        assert_eq!(live.get_shared(&id).await.unwrap(), None, "{what}");
+        assert_eq!(probe.reads(), 1, "{what}: the absence is a hit");
+        // The seed's view of the slot: an absent row is no rows at all.
         assert!(
             cache.get(&live.id_cache_key(&id)).await.unwrap().is_none(),
-            "{what}: a missing row leaves its slot empty"
+            "{what}: an absent row has no seed-shaped slot"
         );
-        assert_eq!(live.get_value(&id).await.unwrap(), None, "{what}");
-        assert_eq!(probe.reads(), 2, "{what}: each miss asks the master");
 
-        // The row appears on the master, behind the LiveTable's back.
+        // The row appears through the LiveTable: the absence is dropped.
         let record = extra_product("New Bun");
-        master.table.insert_value(&id, &record).await.unwrap();
+        live.insert_value(&id, &record).await.unwrap();
         let got = live.get_value(&id).await.unwrap();
         assert_eq!(
             got,
@@ -218,6 +220,8 @@ async fn missing_ids_are_not_cached() {
         );
         assert!(got.is_some(), "{what}");
         assert!(cache.get(&live.id_cache_key(&id)).await.unwrap().is_some());
+        live.delete(&id).await.unwrap();
+        assert_eq!(live.get_value(&id).await.unwrap(), None, "{what}");
     }
 }
 
@@ -513,10 +517,10 @@ async fn wrong_shaped_or_undecodable_slots_are_misses() {
     let master = common::redb_master("product").await;
     let seeded = common::seed_len("product") as i64;
 
-    // Wrong shapes, planted through the Cache trait.
+    // Wrong shapes cannot be planted through the seed's `put`: a count that
+    // is text, an id slot with no row at all.
     let cache = Arc::new(MemCache::new());
-    let (wrapped, probe) = Instrumented::wrap(master.table.clone());
-    let live = LiveTable::new(wrapped, "products", cache.clone());
+    let live = LiveTable::new(master.table.clone(), "products", cache.clone());
     let junk = |field: &str, value: ciborium::Value| {
         let mut record = vantage_types::Record::new();
         record.insert(field.to_string(), value);
@@ -524,30 +528,26 @@ async fn wrong_shaped_or_undecodable_slots_are_misses() {
         rows.insert("count".to_string(), record);
         vantage_live::CachedRows::new(rows)
     };
-    // A count that is text, and an id slot with no row at all.
-    cache
+    let refused = cache
         .put(
             &live.count_cache_key(),
             junk("count", ciborium::Value::Text("12".into())),
         )
         .await
-        .unwrap();
-    cache
+        .expect_err("a count slot holds an integer");
+    assert!(refused.to_string().contains("shape"), "{refused}");
+    let refused = cache
         .put(
             &live.id_cache_key(ID),
             vantage_live::CachedRows::new(common::Rows::new()),
         )
         .await
-        .unwrap();
-    assert_eq!(live.get_count().await.unwrap(), seeded);
-    assert_eq!(
-        live.get_value(&ID.to_string()).await.unwrap(),
-        master.table.get_value(&ID.to_string()).await.unwrap()
+        .expect_err("an id slot holds one row");
+    assert!(
+        refused.to_string().contains(ID),
+        "names the slot: {refused}"
     );
-    assert_eq!(probe.reads(), 2, "both junk slots were misses");
     assert_eq!(live.get_count().await.unwrap(), seeded);
-    assert!(live.get_value(&ID.to_string()).await.unwrap().is_some());
-    assert_eq!(probe.reads(), 2, "both slots were repaired");
 
     // Undecodable bytes in a RedbCache slot, planted with redb itself.
     let dir = tempfile::tempdir().unwrap();
@@ -727,7 +727,7 @@ async fn a_read_that_missed_before_a_fill_serves_it_instead_of_rereading() {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::sync::{Notify, Semaphore};
 
-    /// A MemCache whose first `generation` call waits for a permit.
+    /// A MemCache whose first lookup, once it missed, waits for a permit.
     struct Gated {
         inner: MemCache,
         calls: AtomicUsize,
@@ -746,20 +746,36 @@ async fn a_read_that_missed_before_a_fill_serves_it_instead_of_rereading() {
         async fn invalidate_prefix(&self, prefix: &str) -> vantage_core::Result<()> {
             self.inner.invalidate_prefix(prefix).await
         }
-        async fn generation(&self, key: &str) -> vantage_core::Result<u64> {
+        fn generations(&self) -> Option<&vantage_live::cache::Generations> {
+            self.inner.generations()
+        }
+        fn peek(
+            &self,
+            _: &str,
+            _: &Arc<vantage_live::cache::Namespace>,
+        ) -> vantage_live::cache::Peek {
+            vantage_live::cache::Peek::Unknown
+        }
+        async fn lookup(
+            &self,
+            key: &str,
+            namespace: &Arc<vantage_live::cache::Namespace>,
+        ) -> vantage_core::Result<Option<vantage_live::CachedSlot>> {
+            let found = self.inner.lookup(key, namespace).await;
             if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
                 self.entered.notify_one();
                 self.gate.acquire().await.unwrap().forget();
             }
-            self.inner.generation(key).await
+            found
         }
-        async fn put_if_generation(
+        async fn fill(
             &self,
             key: &str,
-            rows: vantage_live::CachedRows,
-            generation: u64,
+            namespace: &Arc<vantage_live::cache::Namespace>,
+            ticket: vantage_live::cache::Ticket,
+            slot: vantage_live::CachedSlot,
         ) -> vantage_core::Result<bool> {
-            self.inner.put_if_generation(key, rows, generation).await
+            self.inner.fill(key, namespace, ticket, slot).await
         }
     }
 

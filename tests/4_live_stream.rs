@@ -357,7 +357,9 @@ fn built_outside_a_runtime_the_task_starts_on_the_first_request() {
     });
 }
 
-/// A cache whose invalidations can be made to fail.
+/// A cache whose invalidations can be made to fail: a third-party backend
+/// implementing only the seed's three methods (the cache layer keeps its
+/// invalidation state).
 struct FailingInvalidation {
     inner: MemCache,
     fail: AtomicBool,
@@ -376,17 +378,6 @@ impl Cache for FailingInvalidation {
             return Err(vantage_core::error!("invalidation refused by the test"));
         }
         self.inner.invalidate_prefix(prefix).await
-    }
-    async fn generation(&self, key: &str) -> Result<u64> {
-        self.inner.generation(key).await
-    }
-    async fn put_if_generation(
-        &self,
-        key: &str,
-        rows: CachedRows,
-        generation: u64,
-    ) -> Result<bool> {
-        self.inner.put_if_generation(key, rows, generation).await
     }
 }
 

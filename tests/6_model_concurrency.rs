@@ -130,7 +130,6 @@ impl CacheKind {
                 let faulty = FaultyCache::seeded(Arc::new(MemCache::new()), seed);
                 faulty.get.set(Fault::Rate(50));
                 faulty.put.set(Fault::Rate(50));
-                faulty.generation.set(Fault::Rate(50));
                 faulty.invalidate.set(Fault::Rate(150));
                 (faulty.clone(), Some(faulty), None)
             }

@@ -278,18 +278,34 @@ async fn cache_backend_calls_have_their_own_spans() {
             tracing::debug!(target: "vantage_live::test_backend", "invalidate_prefix");
             self.0.invalidate_prefix(prefix).await
         }
-        async fn generation(&self, key: &str) -> vantage_core::Result<u64> {
-            tracing::debug!(target: "vantage_live::test_backend", "generation");
-            self.0.generation(key).await
+        fn generations(&self) -> Option<&vantage_live::cache::Generations> {
+            self.0.generations()
         }
-        async fn put_if_generation(
+        // Not from memory: every read makes a `lookup`.
+        fn peek(
+            &self,
+            _: &str,
+            _: &Arc<vantage_live::cache::Namespace>,
+        ) -> vantage_live::cache::Peek {
+            vantage_live::cache::Peek::Unknown
+        }
+        async fn lookup(
             &self,
             key: &str,
-            rows: vantage_live::CachedRows,
-            generation: u64,
+            namespace: &Arc<vantage_live::cache::Namespace>,
+        ) -> vantage_core::Result<Option<vantage_live::CachedSlot>> {
+            tracing::debug!(target: "vantage_live::test_backend", "lookup");
+            self.0.lookup(key, namespace).await
+        }
+        async fn fill(
+            &self,
+            key: &str,
+            namespace: &Arc<vantage_live::cache::Namespace>,
+            ticket: vantage_live::cache::Ticket,
+            slot: vantage_live::CachedSlot,
         ) -> vantage_core::Result<bool> {
-            tracing::debug!(target: "vantage_live::test_backend", "put_if_generation");
-            self.0.put_if_generation(key, rows, generation).await
+            tracing::debug!(target: "vantage_live::test_backend", "fill");
+            self.0.fill(key, namespace, ticket, slot).await
         }
     }
 
@@ -329,14 +345,8 @@ async fn cache_backend_calls_have_their_own_spans() {
     let slot = live.page_cache_key(None);
     let prefix = "trace-backend/".to_string();
     let expected: Vec<(String, String, String, &str)> = vec![
-        ("get".into(), "cache.get".into(), slot.clone(), "read"),
-        (
-            "generation".into(),
-            "cache.generation".into(),
-            slot.clone(),
-            "read",
-        ),
-        ("put_if_generation".into(), "cache.put".into(), slot, "read"),
+        ("lookup".into(), "cache.lookup".into(), slot.clone(), "read"),
+        ("fill".into(), "cache.fill".into(), slot, "read"),
         (
             "invalidate_prefix".into(),
             "cache.invalidate_prefix".into(),

@@ -132,30 +132,28 @@ pub fn multi_thread_runtime() -> Runtime {
 /// returning the `Arc` (a read API that shares rows instead of cloning).
 #[derive(Clone)]
 pub struct Floor {
-    cache: moka::future::Cache<String, Arc<CachedRows>>,
+    cache: moka::sync::Cache<String, Arc<CachedRows>>,
     key: String,
 }
 
 impl Floor {
     /// A moka cache holding `rows` in one slot.
     pub async fn new(rows: Rows) -> Floor {
-        let cache = moka::future::Cache::new(1_000);
+        let cache = moka::sync::Cache::new(1_000);
         let key = format!("{CACHE_KEY}/list/-/all");
-        cache
-            .insert(key.clone(), Arc::new(CachedRows::new(rows)))
-            .await;
+        cache.insert(key.clone(), Arc::new(CachedRows::new(rows)));
         Floor { cache, key }
     }
 
     /// Lookup + deep clone: the owned-return floor.
     pub async fn owned(&self) -> Rows {
-        let slot = self.cache.get(self.key.as_str()).await.expect("floor slot");
+        let slot = self.cache.get(self.key.as_str()).expect("floor slot");
         slot.rows.clone()
     }
 
     /// Lookup only: the rows shared behind their `Arc`.
     pub async fn shared(&self) -> Arc<CachedRows> {
-        self.cache.get(self.key.as_str()).await.expect("floor slot")
+        self.cache.get(self.key.as_str()).expect("floor slot")
     }
 }
 
@@ -241,20 +239,18 @@ impl Depths {
 
 /// One read through a stack, as `LiveTable` runs it: clone the stack, then
 /// `oneshot` a list of the plain view.
-pub async fn list_through<S>(stack: &S) -> vantage_core::Result<Rows>
+pub async fn list_through<S>(stack: &S) -> Result<Rows, tower::BoxError>
 where
-    S: tower::Service<
-            vantage_live::Request,
-            Response = vantage_live::Response,
-            Error = vantage_core::VantageError,
-        > + Clone,
+    S: tower::Service<vantage_live::Request, Response = vantage_live::Response> + Clone,
+    S::Error: Into<tower::BoxError>,
 {
     use tower::ServiceExt;
-    stack
+    Ok(stack
         .clone()
         .oneshot(vantage_live::Request::List(vantage_live::View::new()))
-        .await?
-        .into_rows()
+        .await
+        .map_err(Into::into)?
+        .into_rows()?)
 }
 
 /// Time `iters` sequential awaits of `f()` inside one `block_on`, in

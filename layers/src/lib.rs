@@ -22,7 +22,7 @@
 //! ```
 //! # use std::sync::Arc;
 //! # use vantage_live_layers::{CacheLayer, NoCache, Request, TableService, View};
-//! # async fn demo(master: vantage_table::any::AnyTable) -> vantage_core::Result<()> {
+//! # async fn demo(master: vantage_table::any::AnyTable) -> Result<(), tower::BoxError> {
 //! use tower::{ServiceBuilder, ServiceExt};
 //! let stack = ServiceBuilder::new()
 //!     .layer(CacheLayer::new(Arc::new(NoCache), "clients"))
@@ -35,6 +35,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
+pub mod error;
 pub mod invalidate_on_event;
 pub mod live_stream;
 pub mod request;
@@ -43,7 +44,10 @@ pub mod table;
 pub mod trace;
 pub mod write_queue;
 
-pub use cache::{Cache, CacheLayer, CacheService, CachedRows, Invalidator, NoCache, SlotKeys};
+pub use cache::{
+    Cache, CacheLayer, CacheService, CachedRows, CachedSlot, Generations, Invalidator, NoCache,
+    SlotKeys, SlotKind, SlotValue,
+};
 pub use invalidate_on_event::{EventStats, EventStatus, InvalidateOnEvent, InvalidateOnEventLayer};
 pub use live_stream::{LiveEvent, LiveStream, ManualLiveStream};
 pub use request::{Request, Response, Rows, Value, View, WriteRequest};

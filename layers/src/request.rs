@@ -236,14 +236,25 @@ impl From<WriteRequest> for Request {
     }
 }
 
+/// The value in `shared`: moved out if this is the only reference, else
+/// cloned.
+fn unshare<T: Clone>(shared: Arc<T>) -> T {
+    Arc::try_unwrap(shared).unwrap_or_else(|shared| T::clone(&shared))
+}
+
 /// The answer to a [`Request`].
+///
+/// Read answers share their rows behind `Arc`s, so a cache can hand out the
+/// rows it holds without copying them: cloning a response is cheap. The
+/// owned accessors ([`Response::into_rows`], [`Response::into_row`]) copy
+/// the rows only if someone else still shares them.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Response {
     /// Rows of a view ([`Request::List`]).
-    Rows(Rows),
+    Rows(Arc<Rows>),
     /// One row, or none ([`Request::Get`]).
-    Row(Option<Record<Value>>),
+    Row(Option<Arc<Record<Value>>>),
     /// Some row of the view, or none ([`Request::GetSome`]).
     Some(Option<(String, Record<Value>)>),
     /// A row count ([`Request::Count`]).
@@ -278,16 +289,28 @@ impl Response {
         )
     }
 
-    /// The rows of a [`Response::Rows`].
+    /// The rows of a [`Response::Rows`], owned: moved out if nobody else
+    /// shares them, else copied (once).
     pub fn into_rows(self) -> Result<Rows> {
+        self.into_shared_rows().map(unshare)
+    }
+
+    /// The rows of a [`Response::Rows`], shared (no copy).
+    pub fn into_shared_rows(self) -> Result<Arc<Rows>> {
         match self {
             Response::Rows(rows) => Ok(rows),
             other => Err(other.mismatch("rows")),
         }
     }
 
-    /// The row of a [`Response::Row`].
+    /// The row of a [`Response::Row`], owned: moved out if nobody else shares
+    /// it, else copied (once).
     pub fn into_row(self) -> Result<Option<Record<Value>>> {
+        self.into_shared_row().map(|row| row.map(unshare))
+    }
+
+    /// The row of a [`Response::Row`], shared (no copy).
+    pub fn into_shared_row(self) -> Result<Option<Arc<Record<Value>>>> {
         match self {
             Response::Row(row) => Ok(row),
             other => Err(other.mismatch("row")),

@@ -11,9 +11,14 @@
 
 mod mem;
 mod redb;
+mod slot_store;
 
 pub use self::mem::{MemCache, MemCacheBuilder, DEFAULT_MAX_WEIGHT};
 pub use self::redb::{
-    OpenCacheError, RedbCache, DEFAULT_FRONT_WEIGHT, FILE_NAME as REDB_FILE_NAME,
+    OpenCacheError, RedbCache, CHECKPOINT_INTERVAL, DEFAULT_FRONT_WEIGHT,
+    FILE_NAME as REDB_FILE_NAME,
 };
-pub use vantage_live_layers::cache::{Cache, CachedRows, NoCache, SlotKeys};
+pub use vantage_live_layers::cache::{
+    split_key, Cache, CachedRows, CachedSlot, DropGuard, Generations, Namespace, NoCache, Peek,
+    Prefix, Scope, SlotKeys, SlotKind, SlotValue, Ticket,
+};

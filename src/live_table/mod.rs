@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tower::util::{option_layer, Either};
 use tower::{Layer, ServiceBuilder, ServiceExt};
 use vantage_core::Result;
+use vantage_live_layers::error::into_vantage_error;
 use vantage_live_layers::write_queue::DEFAULT_BOUND;
 use vantage_live_layers::{
     Cache, CacheLayer, CacheService, EventStatus, IdGenerator, InvalidateOnEvent,
@@ -18,6 +19,45 @@ use vantage_live_layers::{
 use vantage_table::any::AnyTable;
 use vantage_table::pagination::Pagination;
 use vantage_table::traits::table_like::TableLike;
+
+/// Which page [`LiveTable::page_cache_key`] names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PageSelector {
+    /// A pagination; `None` is the unpaginated list.
+    Pagination(Option<Pagination>),
+    /// A page number at the view's page size.
+    Number(i64),
+}
+
+impl From<Option<Pagination>> for PageSelector {
+    fn from(pagination: Option<Pagination>) -> Self {
+        PageSelector::Pagination(pagination)
+    }
+}
+
+impl From<Pagination> for PageSelector {
+    fn from(pagination: Pagination) -> Self {
+        PageSelector::Pagination(Some(pagination))
+    }
+}
+
+impl From<i64> for PageSelector {
+    fn from(page: i64) -> Self {
+        PageSelector::Number(page)
+    }
+}
+
+impl From<i32> for PageSelector {
+    fn from(page: i32) -> Self {
+        PageSelector::Number(page.into())
+    }
+}
+
+impl From<u32> for PageSelector {
+    fn from(page: u32) -> Self {
+        PageSelector::Number(page.into())
+    }
+}
 
 /// The stack a [`LiveTable`] runs its requests through, outermost first:
 /// tracing, the event layer (with a live stream), the write queue, the
@@ -385,12 +425,25 @@ impl LiveTable {
         self.view.is_cacheable()
     }
 
-    /// The cache slot key of the current view's list at `pagination` (`None`:
-    /// the unpaginated list). For debugging and tests.
-    pub fn page_cache_key(&self, pagination: impl Into<Option<Pagination>>) -> String {
+    /// The cache slot key of the current view's list at `page`. For
+    /// debugging and tests.
+    ///
+    /// `page` is a pagination (`Some(Pagination::new(2, 10))`, or `None` for
+    /// the unpaginated list), or, as vantage-live 0.4.8 took it, a page
+    /// number: page `n` at the view's page size, where a view without
+    /// pagination is one page (page 1 is the unpaginated list).
+    pub fn page_cache_key(&self, page: impl Into<PageSelector>) -> String {
+        let pagination = match page.into() {
+            PageSelector::Pagination(pagination) => pagination,
+            PageSelector::Number(n) => match self.pagination {
+                Some(p) => Some(Pagination::new(n, p.get_ipp())),
+                None if n == 1 => None,
+                None => Some(Pagination::new(n, Pagination::default().get_ipp())),
+            },
+        };
         self.shared
             .keys
-            .list(&self.view.clone().with_pagination(pagination.into()))
+            .list(&self.view.clone().with_pagination(pagination))
     }
 
     /// The cache slot key of row `id` in the current view. For debugging and
@@ -407,7 +460,12 @@ impl LiveTable {
 
     /// Run one request through the stack.
     async fn call(&self, request: Request) -> Result<Response> {
-        self.shared.stack.clone().oneshot(request).await
+        self.shared
+            .stack
+            .clone()
+            .oneshot(request)
+            .await
+            .map_err(into_vantage_error)
     }
 
     /// The master with this view's conditions applied (for metadata calls

@@ -1,13 +1,58 @@
 //! The value-set traits, as requests through the stack.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use indexmap::IndexMap;
 use vantage_core::Result;
 use vantage_dataset::traits::{InsertableValueSet, ReadableValueSet, ValueSet, WritableValueSet};
-use vantage_live_layers::{Request, Value, WriteRequest};
+use vantage_live_layers::{Request, Rows, Value, WriteRequest};
 use vantage_types::Record;
 
 use super::LiveTable;
+
+impl LiveTable {
+    /// The rows of the current view, shared with the cache: no copy.
+    ///
+    /// The same view, slot and guarantees as
+    /// [`list_values`](ReadableValueSet::list_values), which answers the
+    /// same rows owned (copied once, at the edge). A hit costs the same for
+    /// one row or a thousand. The rows handed out never change under their
+    /// holder: a later fill stores new rows beside them.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use vantage_live::{LiveTable, MemCache};
+    /// # async fn demo(master: vantage_table::any::AnyTable) -> vantage_core::Result<()> {
+    /// let live = LiveTable::new(master, "products", Arc::new(MemCache::new()));
+    /// let page = live.list_shared().await?; // miss: read from the master
+    /// let again = live.list_shared().await?; // hit: the very same rows
+    /// assert!(Arc::ptr_eq(&page, &again));
+    /// for (id, row) in page.iter() {
+    ///     println!("{id}: {} fields", row.len());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn list_shared(&self) -> Result<Arc<Rows>> {
+        self.call(Request::List(self.view.clone()))
+            .await?
+            .into_shared_rows()
+    }
+
+    /// Row `id` of the current view, shared with the cache: no copy.
+    ///
+    /// The same view, slot and guarantees as
+    /// [`get_value`](ReadableValueSet::get_value), which answers the same row
+    /// owned.
+    pub async fn get_shared(&self, id: &str) -> Result<Option<Arc<Record<Value>>>> {
+        self.call(Request::Get {
+            view: self.view.clone(),
+            id: id.to_owned(),
+        })
+        .await?
+        .into_shared_row()
+    }
+}
 
 impl ValueSet for LiveTable {
     type Id = String;

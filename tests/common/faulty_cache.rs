@@ -1,6 +1,9 @@
 //! A test-only [`Cache`] around a real backend (`MemCache`, `RedbCache`) that
 //! can be told to fail, to return junk, or to hold an invalidation, and that
-//! counts the calls it sees. The slots live in the real backend.
+//! counts the calls it sees. The slots and the invalidation state live in the
+//! real backend (stacks over the wrapper and over the backend itself share
+//! them). It never answers from memory ([`Cache::peek`] is `Unknown`), so
+//! every read makes a `lookup` that a fault can hit.
 //!
 //! ```ignore
 //! let faulty = FaultyCache::around(Arc::new(MemCache::new()));
@@ -14,7 +17,8 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use tokio::sync::{mpsc, watch, Semaphore};
 use vantage_core::Result;
-use vantage_live::{Cache, CachedRows};
+use vantage_live::cache::{Generations, Namespace, Peek, Prefix, Ticket};
+use vantage_live::{Cache, CachedRows, CachedSlot, SlotKind, SlotValue};
 
 use super::rng::Rng;
 
@@ -61,9 +65,9 @@ impl Switch {
 /// Calls seen (counted before any fault is applied).
 #[derive(Debug, Default)]
 pub struct Calls {
-    /// `get` calls.
+    /// `get` and `lookup` calls.
     pub get: AtomicUsize,
-    /// `put` and `put_if_generation` calls.
+    /// `put` and `fill` calls.
     pub put: AtomicUsize,
     /// `invalidate_prefix` calls.
     pub invalidate: AtomicUsize,
@@ -104,21 +108,22 @@ impl HeldInvalidations {
 /// A real backend with switchable faults.
 pub struct FaultyCache {
     inner: Arc<dyn Cache>,
-    /// Faults of `get`.
+    /// Faults of `get` and `lookup`.
     pub get: Switch,
-    /// While on, `get` answers a slot of the wrong shape (one row with an
-    /// unexpected field) instead of failing.
+    /// While on, `get` and `lookup` answer a slot of the wrong shape (a
+    /// count where rows or a row belong, rows where a count belongs) instead
+    /// of failing.
     pub get_junk: Switch,
-    /// Faults of `put` and `put_if_generation`.
+    /// Faults of `put` and `fill`.
     pub put: Switch,
-    /// Faults of `invalidate_prefix`.
+    /// Faults of `invalidate_prefix`: the invalidation moves the real
+    /// backend's generation but drops nothing, and leaves the cache_key
+    /// unclean, as a backend whose drop failed does.
     pub invalidate: Switch,
-    /// Faults of `generation`.
-    pub generation: Switch,
     /// Calls seen.
     pub calls: Calls,
-    /// How many `generation` calls have returned (successfully or not).
-    generations: watch::Sender<usize>,
+    /// How many `lookup` calls have returned (successfully or not).
+    lookups: watch::Sender<usize>,
     rng: Mutex<Rng>,
     hold: Mutex<Option<HoldInvalidations>>,
 }
@@ -137,9 +142,8 @@ impl FaultyCache {
             get_junk: Switch::new(),
             put: Switch::new(),
             invalidate: Switch::new(),
-            generation: Switch::new(),
             calls: Calls::default(),
-            generations: watch::channel(0).0,
+            lookups: watch::channel(0).0,
             rng: Mutex::new(Rng::new(seed, 0xfa17)),
             hold: Mutex::new(None),
         })
@@ -150,19 +154,19 @@ impl FaultyCache {
         &self.inner
     }
 
-    /// How many `generation` calls have returned so far.
-    pub fn generations(&self) -> usize {
-        *self.generations.borrow()
+    /// How many `lookup` calls have returned so far.
+    pub fn lookups(&self) -> usize {
+        *self.lookups.borrow()
     }
 
-    /// Wait until `n` `generation` calls have returned in all. A read that
-    /// missed asks for the generation just before it starts or joins a
-    /// master read, with no await in between.
-    pub async fn generations_returned(&self, n: usize) {
-        let mut rx = self.generations.subscribe();
+    /// Wait until `n` `lookup` calls have returned in all. A read that
+    /// missed starts or joins a master read right after its lookup returns,
+    /// with no await in between.
+    pub async fn lookups_returned(&self, n: usize) {
+        let mut rx = self.lookups.subscribe();
         tokio::time::timeout(super::PATIENCE, rx.wait_for(|&seen| seen >= n))
             .await
-            .unwrap_or_else(|_| panic!("fewer than {n} generation calls"))
+            .unwrap_or_else(|_| panic!("fewer than {n} lookups"))
             .expect("the cache is gone");
     }
 
@@ -205,6 +209,14 @@ impl std::fmt::Debug for FaultyCache {
     }
 }
 
+/// A slot of the wrong kind for `key`.
+fn junk(key: &str) -> CachedSlot {
+    match SlotKind::of_key(key) {
+        SlotKind::Count => CachedSlot::new(SlotValue::Rows(Arc::new(indexmap::IndexMap::new()))),
+        _ => CachedSlot::new(SlotValue::Count(-1)),
+    }
+}
+
 #[async_trait]
 impl Cache for FaultyCache {
     async fn get(&self, key: &str) -> Result<Option<CachedRows>> {
@@ -234,6 +246,15 @@ impl Cache for FaultyCache {
         self.calls.invalidate.fetch_add(1, Ordering::SeqCst);
         let fail = self.fails(&self.invalidate);
         let result = if fail {
+            // What a backend whose drop failed leaves: the generation moved
+            // (fills in flight are fenced), the slots still there, the
+            // cache_key unclean.
+            if let Some(generations) = self.inner.generations() {
+                for namespace in generations.resolve(&Prefix::parse(prefix)) {
+                    let generation = namespace.start_drop(false);
+                    namespace.end_drop(generation, false, false);
+                }
+            }
             Err(Self::injected("invalidate_prefix"))
         } else {
             self.inner.invalidate_prefix(prefix).await
@@ -255,26 +276,42 @@ impl Cache for FaultyCache {
         result
     }
 
-    async fn generation(&self, key: &str) -> Result<u64> {
-        let result = if self.fails(&self.generation) {
-            Err(Self::injected("generation"))
+    fn generations(&self) -> Option<&Generations> {
+        self.inner.generations()
+    }
+
+    fn peek(&self, _key: &str, _namespace: &Arc<Namespace>) -> Peek {
+        Peek::Unknown
+    }
+
+    async fn lookup(&self, key: &str, namespace: &Arc<Namespace>) -> Result<Option<CachedSlot>> {
+        self.calls.get.fetch_add(1, Ordering::SeqCst);
+        let result = if self.fails(&self.get) {
+            Err(Self::injected("lookup"))
+        } else if self.fails(&self.get_junk) {
+            Ok(Some(junk(key)))
         } else {
-            self.inner.generation(key).await
+            self.inner.lookup(key, namespace).await
         };
-        self.generations.send_modify(|n| *n += 1);
+        self.lookups.send_modify(|n| *n += 1);
         result
     }
 
-    async fn put_if_generation(
+    async fn fill(
         &self,
         key: &str,
-        rows: CachedRows,
-        generation: u64,
+        namespace: &Arc<Namespace>,
+        ticket: Ticket,
+        slot: CachedSlot,
     ) -> Result<bool> {
         self.calls.put.fetch_add(1, Ordering::SeqCst);
         if self.fails(&self.put) {
-            return Err(Self::injected("put_if_generation"));
+            return Err(Self::injected("fill"));
         }
-        self.inner.put_if_generation(key, rows, generation).await
+        self.inner.fill(key, namespace, ticket, slot).await
+    }
+
+    fn stores(&self) -> bool {
+        self.inner.stores()
     }
 }

@@ -10,6 +10,7 @@ pub mod masters;
 pub mod postgres;
 pub mod recording;
 pub mod rng;
+pub mod slots;
 
 pub use bakery::Model;
 pub use faulty_cache::{Fault, FaultyCache};

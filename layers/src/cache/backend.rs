@@ -1,187 +1,142 @@
-//! The [`Cache`] trait every backend implements, [`CachedRows`], and
-//! [`NoCache`].
+//! The [`Cache`] trait every backend implements, and [`NoCache`].
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use ciborium::Value as Cbor;
 use vantage_core::{error, Result};
-use vantage_types::Record;
 
-use crate::request::Rows;
+use super::cached::{CachedRows, CachedSlot, SlotKind};
+use super::generations::{Generations, Namespace, Ticket};
 
-/// Rows stored in one cache slot, with the time they were fetched.
+/// What [`Cache::peek`] found without waiting.
 #[derive(Clone, Debug, PartialEq)]
-pub struct CachedRows {
-    /// The rows, keyed by id, in the master's order.
-    pub rows: Rows,
-    /// When the rows were read from the master.
-    pub fetched_at: SystemTime,
+pub enum Peek {
+    /// The slot is stored: here it is.
+    Hit(CachedSlot),
+    /// The slot is not stored.
+    Miss,
+    /// The backend cannot tell without waiting (the slot may be on disk or
+    /// across the network): call [`Cache::lookup`].
+    Unknown,
 }
 
-impl CachedRows {
-    /// `rows`, fetched now.
-    pub fn new(rows: Rows) -> Self {
-        Self {
-            rows,
-            fetched_at: SystemTime::now(),
-        }
-    }
-
-    /// Encode as CBOR: `[seconds, nanos, [[id, {field: value, ..}], ..]]`.
-    ///
-    /// Row and field order are kept, and every CBOR value comes back equal
-    /// (integers over the whole CBOR range, floats, bytes, tags, nested
-    /// arrays and maps). Disk backends store this.
-    pub fn to_cbor(&self) -> Result<Vec<u8>> {
-        let since = self
-            .fetched_at
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO);
-        let rows = self
-            .rows
-            .iter()
-            .map(|(id, record)| {
-                let fields = record
-                    .iter()
-                    .map(|(k, v)| (Cbor::Text(k.clone()), v.clone()))
-                    .collect();
-                Cbor::Array(vec![Cbor::Text(id.clone()), Cbor::Map(fields)])
-            })
-            .collect();
-        let doc = Cbor::Array(vec![
-            Cbor::Integer(since.as_secs().into()),
-            Cbor::Integer(since.subsec_nanos().into()),
-            Cbor::Array(rows),
-        ]);
-        let mut out = Vec::new();
-        ciborium::into_writer(&doc, &mut out)
-            .map_err(|e| error!("could not encode cached rows as CBOR", details = e))?;
-        Ok(out)
-    }
-
-    /// Decode what [`CachedRows::to_cbor`] wrote. Bytes of any other shape are
-    /// an error naming what was wrong, never a panic.
-    pub fn from_cbor(bytes: &[u8]) -> Result<Self> {
-        let doc: Cbor = ciborium::from_reader(bytes)
-            .map_err(|e| error!("cached rows are not valid CBOR", details = e))?;
-        let bad = |what: &str| error!("cached rows have the wrong shape", details = what);
-        let Cbor::Array(parts) = doc else {
-            return Err(bad("top level is not an array"));
-        };
-        // The decoded document is consumed: ids, field names and values move
-        // into the rows instead of being copied out of it.
-        let [secs, nanos, rows] =
-            <[Cbor; 3]>::try_from(parts).map_err(|_| bad("expected [seconds, nanos, rows]"))?;
-        let (Cbor::Integer(secs), Cbor::Integer(nanos), Cbor::Array(rows)) = (secs, nanos, rows)
-        else {
-            return Err(bad("expected [seconds, nanos, rows]"));
-        };
-        let secs = u64::try_from(secs).map_err(|_| bad("seconds out of range"))?;
-        let nanos = u32::try_from(nanos).map_err(|_| bad("nanos out of range"))?;
-        let fetched_at = UNIX_EPOCH
-            .checked_add(Duration::new(secs, nanos))
-            .ok_or_else(|| bad("fetched_at out of range"))?;
-        let mut out = Rows::with_capacity(rows.len());
-        for row in rows {
-            let Cbor::Array(pair) = row else {
-                return Err(bad("row is not an [id, fields] pair"));
-            };
-            let [id, fields] =
-                <[Cbor; 2]>::try_from(pair).map_err(|_| bad("row is not an [id, fields] pair"))?;
-            let (Cbor::Text(id), Cbor::Map(fields)) = (id, fields) else {
-                return Err(bad("row is not an [id, fields] pair"));
-            };
-            let mut record = Record::with_capacity(fields.len());
-            for (k, v) in fields {
-                let Cbor::Text(k) = k else {
-                    return Err(bad("field name is not text"));
-                };
-                record.insert(k, v);
-            }
-            out.insert(id, record);
-        }
-        Ok(Self {
-            rows: out,
-            fetched_at,
-        })
-    }
-}
-
-/// A cache backend: slots of [`CachedRows`] under string keys.
+/// A cache backend: typed slots under string keys.
 ///
-/// Keys are built by [`SlotKeys`](super::SlotKeys): the escaped cache_key, a
-/// `/`, then the slot within it. Backends may rely on that to keep one
-/// namespace per cache_key (the text before the first `/`), but must give
-/// any key the plain string semantics below.
+/// # The seed's contract
+///
+/// [`get`](Cache::get), [`put`](Cache::put) and
+/// [`invalidate_prefix`](Cache::invalidate_prefix) speak [`CachedRows`] and
+/// keep the meaning they had in the seed design. A backend that implements
+/// only these three works: the cache layer then keeps the invalidation state
+/// itself, per layer, with the weaker fencing its [module docs](super)
+/// describe.
+///
+/// Keys are built by [`SlotKeys`](super::SlotKeys): the escaped cache_key
+/// (the *namespace*), a `/`, then the slot. Prefixes given to
+/// `invalidate_prefix` mean:
+///
+/// - `"<namespace>/"`: every slot of that cache_key;
+/// - `"<namespace>/<start of a slot>"`: the slots of that cache_key whose
+///   slot starts with the rest (a backend may drop the whole namespace);
+/// - a bare cache_key, without `/`: every slot of *that* cache_key, and no
+///   other (`"client"` does not touch `"clients/…"`);
+/// - `""`: everything.
+///
+/// # The full contract
+///
+/// A backend that owns its invalidation state returns it from
+/// [`generations`](Cache::generations) and implements
+/// [`lookup`](Cache::lookup) and [`fill`](Cache::fill) (and, if it can
+/// answer from memory, [`peek`](Cache::peek)) as
+/// [`Generations`](super::Generations) describes. The cache layer then makes
+/// one trip per lookup and one per fill, and every stack and clone sharing
+/// the backend is fenced by one state.
 ///
 /// A cache is disposable: a backend that fails costs speed, never a wrong
-/// answer. The cache layer treats a failing `get` as a miss, a failing `put`
-/// or `generation` as a skipped fill, and a failing `invalidate_prefix` as a
-/// reason to stop reading the backend for that cache_key until an
-/// invalidation succeeds.
+/// answer. The cache layer treats a failing lookup as a miss, a failing fill
+/// as a skipped fill, and a failing invalidation as a reason to stop reading
+/// the backend for that cache_key until an invalidation succeeds.
 #[async_trait]
 pub trait Cache: Send + Sync {
-    /// The slot stored under `key`, if any.
+    /// The slot stored under `key`, in the seed's shape (see
+    /// [`CachedSlot::to_rows`]), if any.
     async fn get(&self, key: &str) -> Result<Option<CachedRows>>;
 
-    /// Store `rows` under `key`, replacing what was there.
+    /// Store `rows` under `key`, replacing what was there. Under a key of
+    /// [`SlotKeys`](super::SlotKeys) the rows must have that slot kind's
+    /// shape (see [`CachedSlot::from_rows`]).
     async fn put(&self, key: &str, rows: CachedRows) -> Result<()>;
 
-    /// Drop every slot whose key starts with `prefix`. The cache layer calls
-    /// this with a whole cache_key's prefix ([`SlotKeys::prefix`](super::SlotKeys::prefix)).
+    /// Drop every slot under `prefix` (see the trait docs for what a prefix
+    /// covers). A backend that owns [`Generations`] moves them before it
+    /// drops anything (see [`Generations::start_drop`]).
     async fn invalidate_prefix(&self, prefix: &str) -> Result<()>;
 
-    /// The current generation of `key`'s namespace: a number that changes
-    /// whenever [`invalidate_prefix`](Cache::invalidate_prefix) drops that
-    /// whole namespace.
+    /// The invalidation state this backend owns, shared by all its clones.
     ///
-    /// Together with [`put_if_generation`](Cache::put_if_generation) this
-    /// fences fills: a read that took the generation before asking the master
-    /// installs its rows only if no invalidation happened since, so a slow
-    /// read cannot put back rows older than a write.
-    ///
-    /// The default returns `0`. The cache layer then fences fills only with
-    /// the epoch it shares between stacks given the same `Arc<dyn Cache>`,
-    /// which cannot make the check and the store atomic: a racing store is
-    /// dropped again right after it, and stacks reaching the store through
-    /// other `Arc`s are not fenced (see the [module docs](super)). Every
-    /// backend in this project overrides both methods.
-    async fn generation(&self, key: &str) -> Result<u64> {
-        let _ = key;
-        Ok(0)
+    /// The default, `None`, makes each cache layer over the backend keep
+    /// state of its own: see the [module docs](super) for what that weakens.
+    fn generations(&self) -> Option<&Generations> {
+        None
     }
 
-    /// Store `rows` under `key` only if `key`'s namespace is still at
-    /// `generation`; answers whether it stored them. Check and store must be
-    /// atomic with respect to `invalidate_prefix`.
+    /// The slot under `key`, if the backend can tell without waiting (from
+    /// memory). The default is [`Peek::Unknown`].
+    fn peek(&self, key: &str, namespace: &Arc<Namespace>) -> Peek {
+        let _ = (key, namespace);
+        Peek::Unknown
+    }
+
+    /// The slot under `key`, typed: one trip to the backend.
     ///
-    /// The default stores unconditionally.
-    async fn put_if_generation(
+    /// The default reads [`get`](Cache::get) and types it by the key's
+    /// [`SlotKind`]; a slot of the wrong shape is an error.
+    async fn lookup(&self, key: &str, namespace: &Arc<Namespace>) -> Result<Option<CachedSlot>> {
+        let _ = namespace;
+        match self.get(key).await? {
+            None => Ok(None),
+            Some(rows) => CachedSlot::from_rows(SlotKind::of_key(key), rows)
+                .map(Some)
+                .ok_or_else(|| error!("cached slot has the wrong shape for its kind", key = key)),
+        }
+    }
+
+    /// Store `slot` under `key` if `ticket` is still current for
+    /// `namespace`, checked atomically with the store (see
+    /// [`Generations`]); answers whether it stored it. One trip.
+    ///
+    /// The default checks the ticket, then [`put`](Cache::put)s the slot in
+    /// the seed's shape (an absent row is not stored): it cannot make the
+    /// check and the store atomic.
+    async fn fill(
         &self,
         key: &str,
-        rows: CachedRows,
-        generation: u64,
+        namespace: &Arc<Namespace>,
+        ticket: Ticket,
+        slot: CachedSlot,
     ) -> Result<bool> {
-        let _ = generation;
-        self.put(key, rows).await?;
-        Ok(true)
+        if !ticket.is_current(namespace) {
+            return Ok(false);
+        }
+        match slot.to_rows(key) {
+            Some(rows) => self.put(key, rows).await.map(|()| true),
+            None => Ok(false),
+        }
     }
 
     /// Whether this backend keeps what it is given. A backend that answers
-    /// `false` must miss on every [`get`](Cache::get); the cache layer then
-    /// skips its fills altogether instead of copying the rows of every read
-    /// only to have them dropped. The default is `true`; [`NoCache`] answers
-    /// `false`.
+    /// `false` must miss on every lookup; the cache layer then skips its
+    /// fills altogether. The default is `true`; [`NoCache`] answers `false`.
     fn stores(&self) -> bool {
         true
     }
 }
 
-/// A cache that stores nothing: every `get` misses.
+/// A cache that stores nothing: every lookup misses.
 ///
-/// A stack over `NoCache` reads the master every time, which makes it the
-/// parity check for any other backend.
+/// A stack over `NoCache` reads the master every time (concurrent reads of
+/// one slot still share one master read), which makes it the parity check
+/// for any other backend.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NoCache;
 
@@ -199,7 +154,15 @@ impl Cache for NoCache {
         Ok(())
     }
 
-    async fn put_if_generation(&self, _key: &str, _rows: CachedRows, _gen: u64) -> Result<bool> {
+    fn peek(&self, _key: &str, _namespace: &Arc<Namespace>) -> Peek {
+        Peek::Miss
+    }
+
+    async fn lookup(&self, _key: &str, _namespace: &Arc<Namespace>) -> Result<Option<CachedSlot>> {
+        Ok(None)
+    }
+
+    async fn fill(&self, _: &str, _: &Arc<Namespace>, _: Ticket, _: CachedSlot) -> Result<bool> {
         Ok(false)
     }
 

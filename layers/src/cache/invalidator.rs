@@ -29,8 +29,9 @@ impl Invalidator {
 
     /// Drop every slot of the cache_key.
     ///
-    /// On error the cache_key is poisoned (reads bypass the backend) until an
-    /// invalidation started later succeeds; the error is the backend's.
+    /// On error the cache_key is left unclean (reads bypass the backend)
+    /// until an invalidation started later succeeds; the error is the
+    /// backend's.
     pub async fn invalidate(&self) -> Result<()> {
         self.shared.invalidate().await
     }

@@ -11,11 +11,11 @@ use crate::stats::Stats;
 
 /// Puts a [`Cache`] in front of a service, under one cache_key.
 ///
-/// Every service this layer builds shares the layer's state, so clones of one
-/// stack see each other's invalidations at once, and share single flight.
-/// Layers built over the same `Arc<dyn Cache>` (clones of one `Arc`) and
-/// cache_key share the cache_key's fence, so each sees the others'
-/// invalidations too.
+/// Every service this layer builds shares the layer's counters. The
+/// invalidation state and single flight live in the backend
+/// ([`Generations`](super::Generations)), so every layer over the same
+/// backend instance (any clone of it, through any `Arc`) and cache_key sees
+/// the others' invalidations and joins their reads.
 ///
 /// What it guarantees, in short (the [module docs](super) say it in full):
 ///
@@ -29,10 +29,10 @@ use crate::stats::Stats;
 ///   that gives up does not cancel it.
 /// - **Inner outages**: warm slots keep serving; cold reads fail with the
 ///   inner error as soon as it comes.
-/// - **Cache faults cost speed, never correctness**: failing or junk `get`s
-///   are misses, failing `put`s and `generation`s skip the fill, and a failed
-///   invalidation makes every sharer bypass the backend until an
-///   invalidation started after it succeeds.
+/// - **Cache faults cost speed, never correctness**: failing or junk lookups
+///   are misses, failing fills are skipped, and a failed invalidation makes
+///   every sharer bypass the backend until an invalidation started after it
+///   succeeds.
 #[derive(Clone)]
 pub struct CacheLayer {
     shared: Arc<Shared>,
@@ -61,8 +61,8 @@ impl CacheLayer {
     }
 
     /// A handle that drops this layer's cache_key the way a successful write
-    /// does, sharing the layer's no-stale-fill fence. Event sources use it
-    /// (see [`InvalidateOnEventLayer`](crate::InvalidateOnEventLayer)).
+    /// does, through the same invalidation state. Event sources use it (see
+    /// [`InvalidateOnEventLayer`](crate::InvalidateOnEventLayer)).
     pub fn invalidator(&self) -> Invalidator {
         Invalidator::new(self.shared.clone())
     }

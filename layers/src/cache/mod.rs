@@ -7,10 +7,13 @@
 //!
 //! # What is cached
 //!
+//! Each slot holds a typed answer ([`SlotValue`]), stored and handed out
+//! behind `Arc`s: a hit shares the rows, it never copies them.
+//!
 //! - [`Request::List`](crate::Request::List): one slot per page *and* page
 //!   size, plus one for the unpaginated list;
-//! - [`Request::Get`](crate::Request::Get): one slot per id (a missing row is
-//!   not cached);
+//! - [`Request::Get`](crate::Request::Get): one slot per id, holding the row
+//!   or the fact that there is none;
 //! - [`Request::Count`](crate::Request::Count): one slot per view, never
 //!   paginated.
 //!
@@ -23,7 +26,8 @@
 //!
 //! A read answers with what the inner service (the master) held at some
 //! instant no earlier than the last write acknowledged, or invalidation
-//! done, before the read started. In detail:
+//! done, before the read started, through any stack sharing the backend
+//! instance (any clone of it, through any number of `Arc`s). In detail:
 //!
 //! - **A write invalidates before it answers.** A write that succeeds drops
 //!   every slot of the cache_key before its response is returned, so a read
@@ -37,15 +41,18 @@
 //!   answers with them (it overlapped the change). Reads issued after the
 //!   invalidation miss, and never join a read started before it: they answer
 //!   with rows fetched after it.
-//! - **Single flight.** Concurrent misses of one slot in one stack make one
-//!   inner read, on a task of its own, and every waiter gets its result. An
-//!   error reaches every waiter (each gets a `VantageError` with the same
-//!   message and the shared original as its source) and is not cached: the
-//!   next read asks again. A waiter that gives up (drops its future) does not
-//!   cancel the read for the others; the read finishes and fills the slot
-//!   even if every waiter gave up. A read that missed just before another
-//!   read's fill landed serves that fill instead of reading again. Separate
-//!   stacks sharing a cache_key each make their own read.
+//! - **Single flight.** Concurrent misses of one slot through any stacks
+//!   sharing the backend and cache_key in a process make one inner read, on
+//!   a task of its own, and every waiter gets its result. An error reaches
+//!   every waiter (each gets a [`SharedError`](error::SharedError) around the
+//!   original) and is not cached: the next read asks again. A waiter that
+//!   gives up (drops its future) does not cancel the read for the others;
+//!   the read finishes and fills the slot even if every waiter gave up. A
+//!   read that missed just before another read's fill landed serves that
+//!   fill instead of reading again.
+//! - **Shared, immutable slots.** A hit hands out the stored `Arc`s; a page
+//!   already handed out never changes under its holder (a later fill stores
+//!   a new one).
 //! - **Outages of the inner service.** Warm slots keep serving while it
 //!   fails: the layer never asks it for a slot it holds. A cold read returns
 //!   its error as soon as it fails; the layer adds no retries and no
@@ -53,59 +60,51 @@
 //!   the layer if the master can hang).
 //! - **Cache faults cost speed, never correctness.** The backend is
 //!   disposable:
-//!   - a `get` that fails, or answers a slot that does not decode or has the
-//!     wrong shape for its kind, is a miss (`warn!`); the fill replaces it;
-//!   - a `put` that fails still returns the inner service's answer
-//!     (`warn!`);
-//!   - a [`Cache::generation`] that fails makes that read answer from the
-//!     inner service without storing (`warn!`); single flight still holds;
+//!   - a lookup that fails, or answers a slot of the wrong kind, is a miss
+//!     (`warn!`); the fill replaces it;
+//!   - a fill that fails still returns the inner service's answer (`warn!`);
 //!   - an invalidation that fails (after a write, an event or an
-//!     `Invalidator` call) **poisons** the cache_key: the write itself still
-//!     succeeds, but every stack sharing the backend and cache_key stops
-//!     using the backend for it. Its reads go to the inner service, store
-//!     nothing, and each first retries the invalidation (`warn!` per read).
-//!     The poison lifts when an invalidation started after the failure
-//!     succeeds. A write that never settles (it panics, or its future is
-//!     dropped while the master may have applied it) poisons the same way.
+//!     [`Invalidator`] call) leaves the cache_key **unclean** in the
+//!     backend: the write itself still succeeds, but every stack sharing the
+//!     backend stops reading it for that cache_key. Its reads go to the
+//!     inner service, store nothing, and each first retries the
+//!     invalidation (`warn!` per read). It is clean again when an
+//!     invalidation started after the failure succeeds. A write that never
+//!     settles (it panics, or its future is dropped while the master may
+//!     have applied it) leaves it unclean the same way.
 //!
-//! # Sharing a backend
+//! # Where the invalidation state lives
 //!
-//! Stacks (`LiveTable`s) given the same `Arc<dyn Cache>` (clones of one
-//! `Arc`) and the same cache_key share slots, and in the process they share
-//! one *fence* for the cache_key: an epoch bumped at the start of every
-//! invalidation any of them makes, and the poison. A fill checks the epoch
-//! before it stores, and reads join only reads started at the current epoch,
-//! so a read issued after any sharer's invalidation never gets rows fetched
-//! before it, and a failed invalidation is seen by every sharer.
+//! In the backend instance: a [`Generations`] that all its clones share.
+//! One mechanism fences fills, the namespace *generation*; [`Generations`]
+//! says how, and why it suffices. A read costs one trip to the backend
+//! ([`Cache::peek`] from memory, or [`Cache::lookup`]), and a miss one more
+//! to fill ([`Cache::fill`]).
 //!
-//! The check and the store are made atomic by the backend: a fill stores
-//! with [`Cache::put_if_generation`], at the [`Cache::generation`] it read
-//! before asking the inner service, and the backend refuses it if an
-//! invalidation reached it since. This also fences stacks that reach one
-//! store through different `Arc`s. `MemCache` and `RedbCache` implement
-//! both.
-//!
-//! The trait's defaults (generation always 0, unconditional store) are for
-//! backends that cannot do this. With them a fill can still land just after
-//! an invalidation that started after the fill's epoch check; the layer
-//! re-checks the epoch after every store and drops such a slot again (or
-//! poisons the cache_key if it cannot), so a read in that short window may
-//! be served the older rows. Stacks that reach such a store through
-//! different `Arc`s are not fenced at all, and the poison is never shared
-//! beyond one `Arc`.
+//! A backend that implements only the seed's `get`, `put` and
+//! `invalidate_prefix` owns no state; each `CacheLayer` built over it then
+//! keeps a `Generations` of its own, with two consequences: stacks built
+//! from *different* layers over it are not fenced against each other (a
+//! fill through one may land after an invalidation through another) and do
+//! not share single flight or the unclean mark; and within one layer, since
+//! the backend cannot check and store atomically, a fill that an
+//! invalidation overtakes is dropped again right after it lands (a read in
+//! that instant may be served it). `MemCache`, `RedbCache` and `NoCache`
+//! have none of these limits.
 //!
 //! # Tracing
 //!
 //! Every cacheable read logs one `debug!` with `cache_key`, `slot` and an
 //! `outcome`: `hit`, or `miss` followed by `coalesced` (it joined a master
-//! read in flight) or, once the master answered, `populated` (the rows were
+//! read in flight) or, once the master answered, `populated` (the answer was
 //! stored). A successful write logs `outcome="invalidated"`. Uncacheable
 //! reads log `outcome="bypass"`. Cache faults are `warn!`s (the read or write
-//! still succeeds). Each backend call runs in a `DEBUG` span of its own,
-//! `cache.get`, `cache.generation`, `cache.put` (field `slot`) or
+//! still succeeds). Each backend call that may wait runs in a `DEBUG` span of
+//! its own, `cache.lookup`, `cache.fill` (field `slot`) or
 //! `cache.invalidate_prefix` (field `prefix`), so a subscriber that times
-//! spans shows a slow backend, whichever backend it is. The single-flight
-//! master read runs in the span of the read that started it.
+//! spans shows a slow backend, whichever backend it is (a hit answered from
+//! memory has none: it does not wait). The single-flight master read runs in
+//! the span of the read that started it.
 //!
 //! # Counters
 //!
@@ -120,7 +119,7 @@
 //! ```
 //! # use std::sync::Arc;
 //! # use vantage_live_layers::{CacheLayer, NoCache, Request, TableService, View};
-//! # async fn demo(master: vantage_table::any::AnyTable) -> vantage_core::Result<()> {
+//! # async fn demo(master: vantage_table::any::AnyTable) -> Result<(), tower::BoxError> {
 //! use tower::{ServiceBuilder, ServiceExt};
 //! let stack = ServiceBuilder::new()
 //!     .layer(CacheLayer::new(Arc::new(NoCache), "clients"))
@@ -130,14 +129,22 @@
 //! ```
 
 mod backend;
-mod fence;
+mod cached;
+mod codec;
+pub mod error;
+mod flight;
+pub mod future;
+mod generations;
 mod invalidator;
 mod layer;
+mod legacy;
 mod service;
 mod slot;
 
-pub use self::backend::{Cache, CachedRows, NoCache};
+pub use self::backend::{Cache, NoCache, Peek};
+pub use self::cached::{CachedRows, CachedSlot, SlotKind, SlotValue, COUNT_ROW};
+pub use self::generations::{DropGuard, Generations, Namespace, Ticket};
 pub use self::invalidator::Invalidator;
 pub use self::layer::CacheLayer;
 pub use self::service::CacheService;
-pub use self::slot::{split_key, SlotKeys};
+pub use self::slot::{split_key, Prefix, Scope, SlotKeys};

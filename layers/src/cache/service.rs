@@ -1,101 +1,85 @@
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use futures_util::future::{BoxFuture, FutureExt};
-use tower::{Service, ServiceExt};
+use futures_util::future::FutureExt;
+use tower::{BoxError, Service, ServiceExt};
 use tracing::Instrument as _;
-use vantage_core::{Result, VantageError};
-use vantage_types::Record;
 
-use super::backend::{Cache, CachedRows};
-use super::fence::Fence;
+use super::backend::{Cache, Peek};
+use super::cached::{CachedSlot, SlotKind, SlotValue};
+use super::error::{ReadAborted, SharedError};
+use super::flight::{Flight, FlightResult};
+use super::future::ResponseFuture;
+use super::generations::{Namespace, Ticket};
+use super::legacy::LayerFenced;
 use super::slot::SlotKeys;
-use crate::request::{Request, Response, Rows, Value};
+use crate::request::{Request, Response};
 use crate::stats::Stats;
 
 /// State shared by every clone of one [`CacheLayer`](super::CacheLayer) and
 /// the services it built.
 pub(crate) struct Shared {
+    /// The backend as given.
     pub(crate) cache: Arc<dyn Cache>,
+    /// The backend the layer talks to: the one given if it owns its
+    /// invalidation state, else the given one with state of this layer's.
+    pub(crate) fenced: Arc<dyn Cache>,
     pub(crate) keys: SlotKeys,
     /// The stack's counters (see [`Stats`]).
     pub(crate) stats: Arc<Stats>,
-    /// The cache_key's epoch (bumped on every invalidation; a fill that saw
-    /// another value before asking the master does not install its rows) and
-    /// poison (an invalidation failed: reads bypass the backend until a later
-    /// one succeeds), shared with every stack caching this cache_key in this
-    /// backend.
-    fence: Arc<Fence>,
-    /// Bumped after every fill this stack installs: a read that missed looks
-    /// at the backend again before reading the master only if a fill landed
-    /// since it looked.
-    fills: AtomicU64,
-    /// Master reads in flight, by slot and the fence they were started at.
-    flights: Mutex<HashMap<FlightKey, Flight>>,
-}
-
-/// What a flight answers: shared by every waiter.
-type FlightResult = std::result::Result<Arc<Response>, Arc<VantageError>>;
-type Flight = futures_util::future::Shared<BoxFuture<'static, FlightResult>>;
-
-/// A flight is joined only by reads of the same slot that saw the same epoch
-/// and cache generation (so no invalidation happened in between).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct FlightKey {
-    slot: String,
-    epoch: u64,
-    generation: Option<u64>,
+    /// This cache_key's invalidation state, in the backend.
+    pub(crate) namespace: Arc<Namespace>,
 }
 
 impl Shared {
     pub(crate) fn new(cache: Arc<dyn Cache>, keys: SlotKeys) -> Self {
+        let fenced: Arc<dyn Cache> = match cache.generations() {
+            Some(_) => cache.clone(),
+            None => Arc::new(LayerFenced::new(cache.clone())),
+        };
+        let namespace = match fenced.generations() {
+            Some(generations) => generations.namespace(keys.namespace()),
+            // `LayerFenced` always has them; a backend that answers `Some`
+            // once and `None` later is given a private namespace.
+            None => super::Generations::new().namespace(keys.namespace()),
+        };
         Self {
-            fence: Fence::shared(&cache, keys.prefix()),
             cache,
+            fenced,
             keys,
             stats: Arc::new(Stats::new()),
-            fills: AtomicU64::new(0),
-            flights: Mutex::new(HashMap::new()),
+            namespace,
         }
     }
 
-    /// Drop every slot of this cache_key. If the backend fails, the cache_key
-    /// is poisoned: reads bypass the backend until an invalidation started
-    /// after this one succeeds. (One started before it may have dropped the
-    /// slots before this invalidation's write reached the master: its
-    /// success does not clear this failure.)
-    pub(crate) async fn invalidate(&self) -> Result<()> {
-        let epoch = self.fence.bump();
+    /// Drop every slot of this cache_key. The backend moves the namespace's
+    /// generation first (fencing every fill in flight). If it fails, the
+    /// namespace is left unclean (by the backend, and here again, in case a
+    /// backend does not): reads bypass it until an invalidation started
+    /// after this one succeeds.
+    pub(crate) async fn invalidate(&self) -> vantage_core::Result<()> {
         let prefix = self.keys.prefix();
-        match self
-            .cache
+        let outcome = self
+            .fenced
             .invalidate_prefix(prefix)
             .instrument(tracing::debug_span!("cache.invalidate_prefix", prefix))
-            .await
-        {
-            Ok(()) => {
-                self.fence.cleared(epoch);
-                self.stats.invalidated();
-                Ok(())
-            }
-            Err(error) => {
-                self.fence.poison(epoch);
-                Err(error)
-            }
+            .await;
+        match &outcome {
+            Ok(()) => self.stats.invalidated(),
+            Err(_) => self.namespace.poison(),
         }
+        outcome
     }
 
-    /// Whether the backend can be trusted for reads: not poisoned, or the
-    /// retried invalidation now succeeded.
+    /// Whether the backend can be trusted for reads: clean, or the retried
+    /// invalidation now succeeded.
     async fn usable(&self) -> bool {
-        if !self.fence.is_poisoned() {
+        if !self.namespace.is_unclean() {
             return true;
         }
         match self.invalidate().await {
-            Ok(()) if !self.fence.is_poisoned() => {
+            Ok(()) if !self.namespace.is_unclean() => {
                 tracing::info!(
                     cache_key = self.keys.cache_key(),
                     "cache invalidation recovered"
@@ -111,7 +95,10 @@ impl Shared {
 /// The service [`CacheLayer`](super::CacheLayer) builds: reads are served from
 /// the cache or fill it; successful writes invalidate the cache_key.
 ///
-/// See the [module docs](super) for what is cached and what is guaranteed.
+/// Errors of the inner service pass through (as [`BoxError`]s); a master read
+/// shared by several readers gives each a
+/// [`SharedError`](super::error::SharedError) around the original. See the
+/// [module docs](super) for what is cached and what is guaranteed.
 pub struct CacheService<S> {
     inner: S,
     shared: Arc<Shared>,
@@ -141,7 +128,7 @@ impl<S> CacheService<S> {
         &self.shared.keys
     }
 
-    /// The cache backend.
+    /// The cache backend, as given to the layer.
     pub fn cache(&self) -> &Arc<dyn Cache> {
         &self.shared.cache
     }
@@ -176,90 +163,25 @@ impl<S: fmt::Debug> fmt::Debug for CacheService<S> {
     }
 }
 
-/// Which kind of slot a read fills, and how its response maps to rows.
-#[derive(Clone, Copy)]
-enum SlotKind {
-    List,
-    Row,
-    Count,
-}
-
-/// The id under which a count slot keeps its one row.
-const COUNT_ROW: &str = "count";
-
-impl SlotKind {
-    /// The rows to store for `response`, or `None` if it is not cached (a
-    /// missing row is not cached: the next read asks again).
-    fn rows_of(self, response: &Response) -> Option<Rows> {
-        match (self, response) {
-            (SlotKind::List, Response::Rows(rows)) => Some(rows.clone()),
-            (SlotKind::Row, Response::Row(Some(record))) => {
-                let mut rows = Rows::with_capacity(1);
-                // The id is the slot's; the row is stored under a fixed id.
-                rows.insert(String::new(), record.clone());
-                Some(rows)
-            }
-            (SlotKind::Count, Response::Count(n)) => {
-                let mut record = Record::with_capacity(1);
-                record.insert(COUNT_ROW.to_string(), Value::Integer((*n).into()));
-                let mut rows = Rows::with_capacity(1);
-                rows.insert(COUNT_ROW.to_string(), record);
-                Some(rows)
-            }
-            _ => None,
-        }
-    }
-
-    /// The response a cached slot answers with, or `None` if the slot does not
-    /// have this kind's shape (then it is treated as a miss).
-    fn response_from_rows(self, rows: Rows) -> Option<Response> {
-        match self {
-            SlotKind::List => Some(Response::Rows(rows)),
-            // Exactly what `rows_of` stores: one row under the empty id (a
-            // slot of any other shape is not this row, whatever it holds).
-            SlotKind::Row => {
-                if rows.len() != 1 {
-                    return None;
-                }
-                let (id, record) = rows.into_iter().next()?;
-                id.is_empty().then_some(Response::Row(Some(record)))
-            }
-            SlotKind::Count => {
-                if rows.len() != 1 {
-                    return None;
-                }
-                let record = rows.get(COUNT_ROW)?;
-                match record.get(COUNT_ROW)? {
-                    Value::Integer(n) => i64::try_from(*n).ok().map(Response::Count),
-                    _ => None,
-                }
-            }
-        }
-    }
-}
-
 impl<S> Service<Request> for CacheService<S>
 where
-    S: Service<Request, Response = Response, Error = VantageError> + Clone + Send + 'static,
+    S: Service<Request, Response = Response> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
     S::Future: Send + 'static,
 {
     type Response = Response;
-    type Error = VantageError;
-    type Future = BoxFuture<'static, Result<Response>>;
+    type Error = BoxError;
+    type Future = ResponseFuture;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
-        self.inner.poll_ready(cx)
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
-        // Take the service that was driven to readiness; leave a clone behind.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        let shared = self.shared.clone();
-
+    fn call(&mut self, request: Request) -> ResponseFuture {
+        let shared = &self.shared;
         let slot = match &request {
             Request::List(view) if view.is_cacheable() => {
-                Some((SlotKind::List, shared.keys.list(view)))
+                Some((SlotKind::Rows, shared.keys.list(view)))
             }
             Request::Get { view, id } if view.is_cacheable() => {
                 Some((SlotKind::Row, shared.keys.id(view, id)))
@@ -268,7 +190,8 @@ where
                 Some((SlotKind::Count, shared.keys.count(view)))
             }
             Request::Write(_) => {
-                return Box::pin(write_through(inner, shared, request));
+                let inner = self.take_inner();
+                return ResponseFuture::boxed(write_through(inner, self.shared.clone(), request));
             }
             Request::List(_) | Request::Get { .. } | Request::Count(_) => {
                 tracing::debug!(
@@ -281,277 +204,336 @@ where
             }
             _ => None,
         };
-        match slot {
-            Some((kind, key)) => Box::pin(read_through(inner, shared, request, kind, key)),
-            None => {
-                shared.stats.master_read();
-                let mut inner = inner;
-                Box::pin(async move { inner.call(request).await })
+        let Some((kind, key)) = slot else {
+            self.shared.stats.master_read();
+            let inner = self.take_inner();
+            return ResponseFuture::boxed(inner.oneshot(request).map(|r| r.map_err(Into::into)));
+        };
+
+        // The hot path: a backend that answers from memory serves a hit here,
+        // without a task, a box or the inner service.
+        let namespace = &shared.namespace;
+        let ticket = namespace.ticket();
+        let fills_seen = namespace.fills();
+        if !namespace.is_unclean() {
+            match shared.fenced.peek(&key, namespace) {
+                Peek::Hit(slot) => {
+                    if slot.value.kind() == kind {
+                        return ResponseFuture::ready(Ok(hit(shared, &key, slot.value)));
+                    }
+                    wrong_shape(shared, &key);
+                }
+                Peek::Miss => tracing::debug!(
+                    cache_key = shared.keys.cache_key(),
+                    slot = %key,
+                    outcome = "miss"
+                ),
+                Peek::Unknown => {
+                    let inner = self.take_inner();
+                    let read = Read {
+                        shared: self.shared.clone(),
+                        request,
+                        kind,
+                        key,
+                        ticket,
+                        fills_seen,
+                    };
+                    return ResponseFuture::boxed(read.look_up(inner));
+                }
             }
+            let inner = self.take_inner();
+            let read = Read {
+                shared: self.shared.clone(),
+                request,
+                kind,
+                key,
+                ticket,
+                fills_seen,
+            };
+            return ResponseFuture::boxed(read.miss(inner));
         }
+        let inner = self.take_inner();
+        ResponseFuture::boxed(bypass_unclean(inner, self.shared.clone(), request, key))
     }
 }
 
-async fn read_through<S>(
+impl<S: Clone> CacheService<S> {
+    /// The service that was driven to readiness, leaving a clone behind.
+    fn take_inner(&mut self) -> S {
+        let clone = self.inner.clone();
+        std::mem::replace(&mut self.inner, clone)
+    }
+}
+
+/// Count and log a hit; the response shares the slot's rows.
+fn hit(shared: &Shared, key: &str, value: SlotValue) -> Response {
+    shared.stats.hit();
+    tracing::debug!(cache_key = shared.keys.cache_key(), slot = %key, outcome = "hit");
+    value.into_response()
+}
+
+fn wrong_shape(shared: &Shared, key: &str) {
+    tracing::warn!(
+        cache_key = shared.keys.cache_key(),
+        slot = %key,
+        outcome = "miss",
+        "cached slot has the wrong shape; reading the master"
+    );
+}
+
+/// A failed invalidation left the namespace unclean: retry it, and while it
+/// fails read the master without the cache.
+async fn bypass_unclean<S>(
     inner: S,
+    shared: Arc<Shared>,
+    request: Request,
+    key: String,
+) -> Result<Response, BoxError>
+where
+    S: Service<Request, Response = Response> + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    if shared.usable().await {
+        // Clean again: an ordinary read.
+        let namespace = &shared.namespace;
+        let read = Read {
+            ticket: namespace.ticket(),
+            fills_seen: namespace.fills(),
+            shared: shared.clone(),
+            request,
+            kind: SlotKind::of_key(&key),
+            key,
+        };
+        return read.look_up(inner).await;
+    }
+    tracing::warn!(
+        cache_key = shared.keys.cache_key(),
+        slot = %key,
+        outcome = "bypass",
+        "cache invalidation is failing; reading the master without the cache"
+    );
+    shared.stats.master_read();
+    inner.oneshot(request).await.map_err(Into::into)
+}
+
+/// One cacheable read that the backend could not answer from memory.
+struct Read {
     shared: Arc<Shared>,
     request: Request,
     kind: SlotKind,
     key: String,
-) -> Result<Response>
-where
-    S: Service<Request, Response = Response, Error = VantageError> + Send + 'static,
-    S::Future: Send + 'static,
-{
-    let cache_key = shared.keys.cache_key();
-    if !shared.usable().await {
-        tracing::warn!(
-            cache_key,
-            slot = %key,
-            outcome = "bypass",
-            "cache invalidation is failing; reading the master without the cache"
-        );
-        shared.stats.master_read();
-        return inner.oneshot(request).await;
-    }
-    let fills_seen = shared.fills.load(Ordering::Acquire);
-    let lookup = shared
-        .cache
-        .get(&key)
-        .instrument(tracing::debug_span!("cache.get", slot = %key))
-        .await;
-    match lookup {
-        Ok(Some(cached)) => match kind.response_from_rows(cached.rows) {
-            Some(response) => {
-                shared.stats.hit();
-                tracing::debug!(cache_key, slot = %key, outcome = "hit");
-                return Ok(response);
+    /// Where invalidations stood before the lookup: fences the fill.
+    ticket: Ticket,
+    /// Fills stored in the namespace before the lookup.
+    fills_seen: u64,
+}
+
+impl Read {
+    /// One trip to the backend; a hit answers, anything else is a miss.
+    async fn look_up<S>(self, inner: S) -> Result<Response, BoxError>
+    where
+        S: Service<Request, Response = Response> + Send + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+    {
+        let shared = &self.shared;
+        let cache_key = shared.keys.cache_key();
+        let key = &self.key;
+        let lookup = shared
+            .fenced
+            .lookup(key, &shared.namespace)
+            .instrument(tracing::debug_span!("cache.lookup", slot = %key))
+            .await;
+        match lookup {
+            Ok(Some(slot)) if slot.value.kind() == self.kind => {
+                return Ok(hit(shared, key, slot.value));
             }
-            None => tracing::warn!(
+            Ok(Some(_)) => wrong_shape(shared, key),
+            Ok(None) => tracing::debug!(cache_key, slot = %key, outcome = "miss"),
+            Err(error) => tracing::warn!(
                 cache_key,
                 slot = %key,
                 outcome = "miss",
-                "cached slot has the wrong shape; reading the master"
+                %error,
+                "cache lookup failed; reading the master"
             ),
-        },
-        Ok(None) => tracing::debug!(cache_key, slot = %key, outcome = "miss"),
-        Err(error) => tracing::warn!(
-            cache_key,
-            slot = %key,
-            outcome = "miss",
-            %error,
-            "cache lookup failed; reading the master"
-        ),
+        }
+        self.miss(inner).await
     }
-    shared.stats.miss();
 
-    // Fence the fill: note where invalidations stand before asking the master.
-    let epoch = shared.fence.epoch();
-    let generation = match shared
-        .cache
-        .generation(&key)
-        .instrument(tracing::debug_span!("cache.generation", slot = %key))
-        .await
+    /// Join the slot's flight at this generation, or start it.
+    async fn miss<S>(self, inner: S) -> Result<Response, BoxError>
+    where
+        S: Service<Request, Response = Response> + Send + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
     {
-        Ok(g) => Some(g),
-        Err(error) => {
-            tracing::warn!(cache_key, slot = %key, %error, "cache generation unavailable; not filling");
-            None
-        }
-    };
-
-    // Single flight: concurrent misses of one slot at one epoch and
-    // generation share one master read. A read issued after an invalidation
-    // sees a new epoch or generation, so it never joins an older flight.
-    let flight_key = FlightKey {
-        slot: key.clone(),
-        epoch,
-        generation,
-    };
-    let flight = {
-        let mut flights = shared.flights.lock().unwrap_or_else(|e| e.into_inner());
-        match flights.get(&flight_key) {
-            Some(flight) => {
-                shared.stats.coalesced();
-                tracing::debug!(cache_key, slot = %key, outcome = "coalesced");
-                flight.clone()
-            }
-            None => {
-                // The flight runs in the span of the read that started it.
-                let task = tokio::spawn(
-                    fetch_and_fill(
-                        inner,
-                        shared.clone(),
-                        request,
-                        kind,
-                        flight_key.clone(),
-                        fills_seen,
-                    )
-                    .instrument(tracing::Span::current()),
-                );
-                let flight: Flight = async move {
-                    match task.await {
-                        Ok(result) => result,
-                        Err(join) => Err(Arc::new(vantage_core::error!(
-                            "the master read failed unexpectedly",
-                            details = join.to_string()
-                        ))),
-                    }
+        let shared = self.shared.clone();
+        shared.stats.miss();
+        let flight_key = (self.key.clone(), self.ticket.generation());
+        let flight: Flight = {
+            let mut flights = shared
+                .namespace
+                .flights
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match flights.get(&flight_key) {
+                Some(flight) => {
+                    shared.stats.coalesced();
+                    tracing::debug!(
+                        cache_key = shared.keys.cache_key(),
+                        slot = %self.key,
+                        outcome = "coalesced"
+                    );
+                    flight
                 }
-                .boxed()
-                .shared();
-                flights.insert(flight_key, flight.clone());
-                flight
+                None => {
+                    // On a task of its own, so that a waiter giving up does
+                    // not cancel it for the others; in the span of the read
+                    // that started it.
+                    let task = tokio::spawn(
+                        self.fetch_and_fill(inner, flight_key.clone())
+                            .instrument(tracing::Span::current()),
+                    );
+                    let flight: Flight = async move {
+                        match task.await {
+                            Ok(result) => result,
+                            Err(join) => Err(SharedError::new(Box::new(ReadAborted::new(join)))),
+                        }
+                    }
+                    .boxed()
+                    .shared();
+                    flights.insert(flight_key, flight.clone());
+                    flight
+                }
             }
-        }
-    };
-    match flight.await {
-        Ok(response) => Ok(Arc::try_unwrap(response).unwrap_or_else(|shared| (*shared).clone())),
-        Err(error) => Err(shared_error(&error)),
+        };
+        flight.await.map_err(|e| Box::new(e) as BoxError)
     }
-}
 
-/// One master read and fill, run on its own task so that a waiter giving up
-/// does not cancel it for the others.
-async fn fetch_and_fill<S>(
-    inner: S,
-    shared: Arc<Shared>,
-    request: Request,
-    kind: SlotKind,
-    flight: FlightKey,
-    fills_seen: u64,
-) -> FlightResult
-where
-    S: Service<Request, Response = Response, Error = VantageError>,
-{
-    // The read that started this flight missed, but an earlier flight of the
-    // slot may have filled it and left since (with a backend that answers
-    // from another thread, a read can miss before that fill and look for a
-    // flight after it). If a fill landed since the read looked, serve it
-    // rather than read the master again. Any slot the backend holds is as
-    // good as one found by the lookup at the start of the read: fills are
-    // fenced, invalidations drop slots.
-    let filled_since = shared.fills.load(Ordering::Acquire) != fills_seen;
-    if let Some(response) = late_hit(&shared, kind, &flight.slot, filled_since).await {
+    /// The master read and its fill (the flight's task).
+    async fn fetch_and_fill<S>(self, inner: S, flight_key: (String, u64)) -> FlightResult
+    where
+        S: Service<Request, Response = Response> + Send + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+    {
+        let shared = self.shared.clone();
+        let result = match self.late_hit().await {
+            Some(response) => Ok(response),
+            None => {
+                shared.stats.master_read();
+                let result = inner
+                    .oneshot(self.request.clone())
+                    .await
+                    .map_err(|e| SharedError::new(e.into()));
+                if let Ok(response) = &result {
+                    self.fill(response).await;
+                }
+                result
+            }
+        };
+        // Later reads start a new flight (and find the slot filled).
         shared
+            .namespace
             .flights
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&flight);
-        return Ok(Arc::new(response));
+            .remove(&flight_key);
+        result
     }
-    shared.stats.master_read();
-    let result = inner.oneshot(request).await;
-    if let Ok(response) = &result {
-        fill(&shared, kind, &flight, response).await;
-    }
-    // Later reads start a new flight (and find the slot filled).
-    shared
-        .flights
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&flight);
-    result.map(Arc::new).map_err(Arc::new)
-}
 
-/// A hit for `key` found after a miss, if a fill landed since the miss, the
-/// backend can be trusted (no failed invalidation) and it now holds the slot
-/// in the right shape.
-async fn late_hit(
-    shared: &Shared,
-    kind: SlotKind,
-    key: &str,
-    filled_since: bool,
-) -> Option<Response> {
-    if !filled_since || !shared.cache.stores() || shared.fence.is_poisoned() {
-        return None;
+    /// A slot filled since this read looked, if any: a read that missed just
+    /// before an earlier flight's fill landed (and looked for a flight just
+    /// after it left) serves that fill instead of asking the master again.
+    /// Any slot the backend holds is as good as one the lookup would have
+    /// found: fills are fenced, invalidations drop slots.
+    async fn late_hit(&self) -> Option<Response> {
+        let shared = &self.shared;
+        let namespace = &shared.namespace;
+        if namespace.fills() == self.fills_seen || !shared.fenced.stores() || namespace.is_unclean()
+        {
+            return None;
+        }
+        let slot = match shared.fenced.peek(&self.key, namespace) {
+            Peek::Hit(slot) => slot,
+            Peek::Miss => return None,
+            Peek::Unknown => shared
+                .fenced
+                .lookup(&self.key, namespace)
+                .instrument(tracing::debug_span!("cache.lookup", slot = %self.key))
+                .await
+                .ok()??,
+        };
+        if slot.value.kind() != self.kind {
+            return None;
+        }
+        tracing::debug!(
+            cache_key = shared.keys.cache_key(),
+            slot = %self.key,
+            outcome = "hit",
+            "filled by an earlier flight"
+        );
+        Some(slot.value.into_response())
     }
-    let cached = shared
-        .cache
-        .get(key)
-        .instrument(tracing::debug_span!("cache.get", slot = %key))
-        .await
-        .ok()??;
-    let response = kind.response_from_rows(cached.rows)?;
-    tracing::debug!(
-        cache_key = shared.keys.cache_key(),
-        slot = %key,
-        outcome = "hit",
-        "filled by an earlier flight"
-    );
-    Some(response)
-}
 
-/// Store `response` in its slot, unless an invalidation happened since the
-/// flight noted its epoch and generation.
-async fn fill(shared: &Shared, kind: SlotKind, flight: &FlightKey, response: &Response) {
-    // A backend that stores nothing (`NoCache`) would drop the rows: do not
-    // copy them for it.
-    if !shared.cache.stores() {
-        return;
-    }
-    let cache_key = shared.keys.cache_key();
-    let key = &flight.slot;
-    let (Some(generation), Some(rows)) = (flight.generation, kind.rows_of(response)) else {
-        return;
-    };
-    if shared.fence.epoch() != flight.epoch {
-        tracing::debug!(cache_key, slot = %key, "invalidated while reading; not filling");
-        return;
-    }
-    match shared
-        .cache
-        .put_if_generation(key, CachedRows::new(rows), generation)
-        .instrument(tracing::debug_span!("cache.put", slot = %key))
-        .await
-    {
-        Ok(true) => {
-            shared.fills.fetch_add(1, Ordering::AcqRel);
-            tracing::debug!(cache_key, slot = %key, outcome = "populated");
-            // An invalidation may have slipped in between the check above and
-            // the store; if so, the slot may hold old rows.
-            if shared.fence.epoch() != flight.epoch {
-                let drop_slot = shared
-                    .cache
-                    .invalidate_prefix(key)
-                    .instrument(tracing::debug_span!("cache.invalidate_prefix", prefix = %key));
-                if let Err(error) = drop_slot.await {
-                    // The old rows may stay: distrust the backend.
-                    shared.fence.poison(shared.fence.bump());
-                    tracing::warn!(cache_key, slot = %key, %error, "could not drop a racing fill");
-                }
+    /// Store the master's answer, unless an invalidation started since the
+    /// ticket was taken.
+    async fn fill(&self, response: &Response) {
+        let shared = &self.shared;
+        // A backend that stores nothing (`NoCache`) would drop it anyway.
+        if !shared.fenced.stores() {
+            return;
+        }
+        let Some(value) = SlotValue::from_response(self.kind, response) else {
+            return;
+        };
+        let cache_key = shared.keys.cache_key();
+        let key = &self.key;
+        let namespace = &shared.namespace;
+        if !self.ticket.is_current(namespace) {
+            tracing::debug!(cache_key, slot = %key, "invalidated while reading; not filling");
+            return;
+        }
+        let stored = shared
+            .fenced
+            .fill(key, namespace, self.ticket, CachedSlot::new(value))
+            .instrument(tracing::debug_span!("cache.fill", slot = %key))
+            .await;
+        match stored {
+            Ok(true) => {
+                namespace.filled();
+                tracing::debug!(cache_key, slot = %key, outcome = "populated");
             }
+            Ok(false) => {
+                tracing::debug!(cache_key, slot = %key, "invalidated while reading; not filling")
+            }
+            Err(error) => tracing::warn!(
+                cache_key,
+                slot = %key,
+                %error,
+                "cache store failed; served the master's answer"
+            ),
         }
-        Ok(false) => {
-            tracing::debug!(cache_key, slot = %key, "invalidated while reading; not filling")
-        }
-        Err(error) => tracing::warn!(
-            cache_key,
-            slot = %key,
-            %error,
-            "cache store failed; served the master's rows"
-        ),
     }
 }
 
-/// Each waiter's own copy of a flight's error: the same message, with the
-/// shared original as its source.
-fn shared_error(error: &Arc<VantageError>) -> VantageError {
-    use vantage_core::Context;
-    Err::<(), _>(error.clone())
-        .context(VantageError::other(error.to_string()))
-        .unwrap_err()
-}
-
-async fn write_through<S>(inner: S, shared: Arc<Shared>, request: Request) -> Result<Response>
+async fn write_through<S>(
+    inner: S,
+    shared: Arc<Shared>,
+    request: Request,
+) -> Result<Response, BoxError>
 where
-    S: Service<Request, Response = Response, Error = VantageError>,
+    S: Service<Request, Response = Response>,
+    S::Error: Into<BoxError>,
 {
     // If the write never settles (it panics, or its future is dropped while
     // the master may already have applied it), the cache may be stale: the
-    // guard poisons it so reads bypass it until an invalidation succeeds.
+    // guard poisons the namespace so reads bypass it until an invalidation
+    // succeeds.
     let guard = Unsettled(&shared);
-    let outcome = inner.oneshot(request).await;
+    let outcome = inner.oneshot(request).await.map_err(Into::into);
     std::mem::forget(guard);
     let response = match outcome {
         Ok(response) => {
@@ -576,13 +558,12 @@ where
     Ok(response)
 }
 
-/// Poisons the cache_key if dropped: armed while a write is in flight.
+/// Poisons the namespace if dropped: armed while a write is in flight.
 struct Unsettled<'a>(&'a Shared);
 
 impl Drop for Unsettled<'_> {
     fn drop(&mut self) {
-        let epoch = self.0.fence.bump();
-        self.0.fence.poison(epoch);
+        self.0.namespace.poison();
         self.0.stats.write_failed();
         tracing::warn!(
             cache_key = self.0.keys.cache_key(),

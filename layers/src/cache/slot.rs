@@ -25,7 +25,7 @@ use std::fmt::Write as _;
 use crate::request::View;
 
 /// Escape `%`, `/`, `=` and `&` as `%XX`.
-fn escape(text: &str) -> Cow<'_, str> {
+pub(crate) fn escape(text: &str) -> Cow<'_, str> {
     if !text.contains(['%', '/', '=', '&']) {
         return Cow::Borrowed(text);
     }
@@ -42,11 +42,110 @@ fn escape(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Undo [`escape`]. Text that was not written by it comes back unchanged
+/// where it has no `%XX` of the four escaped characters.
+pub(crate) fn unescape(text: &str) -> String {
+    if !text.contains('%') {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('%') {
+        out.push_str(&rest[..at]);
+        let code = rest.get(at..at + 3);
+        let c = match code {
+            Some("%25") => Some('%'),
+            Some("%2F") => Some('/'),
+            Some("%3D") => Some('='),
+            Some("%26") => Some('&'),
+            _ => None,
+        };
+        match c {
+            Some(c) => {
+                out.push(c);
+                rest = &rest[at + 3..];
+            }
+            None => {
+                out.push('%');
+                rest = &rest[at + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Split a slot key into its namespace and the slot within it.
 ///
 /// A key without `/` is all namespace, with an empty slot.
 pub fn split_key(key: &str) -> (&str, &str) {
     key.split_once('/').unwrap_or((key, ""))
+}
+
+/// What a raw prefix given to
+/// [`Cache::invalidate_prefix`](super::Cache::invalidate_prefix) covers:
+///
+/// - `"<namespace>/"`: that namespace, whole;
+/// - `"<namespace>/<start of a slot>"`: the slots of that namespace starting
+///   with the rest;
+/// - a bare cache_key (no `/`, not empty): that cache_key's namespace (as
+///   [`SlotKeys`] escapes it) and, for keys written by hand, the namespace
+///   spelled exactly as given; whole;
+/// - `""`: every namespace, whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Prefix {
+    /// The namespaces covered; `None` for every namespace.
+    pub namespaces: Option<Vec<String>>,
+    /// What part of each.
+    pub scope: Scope,
+}
+
+/// What part of a namespace a raw prefix covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Every slot of the namespace.
+    Whole,
+    /// The slots whose key (after `<namespace>/`) starts with this text.
+    Within(String),
+}
+
+impl Prefix {
+    /// Read a raw prefix.
+    pub fn parse(prefix: &str) -> Prefix {
+        match prefix.split_once('/') {
+            Some((namespace, "")) => Prefix {
+                namespaces: Some(vec![namespace.to_owned()]),
+                scope: Scope::Whole,
+            },
+            Some((namespace, within)) => Prefix {
+                namespaces: Some(vec![namespace.to_owned()]),
+                scope: Scope::Within(within.to_owned()),
+            },
+            None if prefix.is_empty() => Prefix {
+                namespaces: None,
+                scope: Scope::Whole,
+            },
+            None => {
+                let escaped = escape(prefix);
+                let mut namespaces = vec![escaped.clone().into_owned()];
+                if escaped != prefix {
+                    namespaces.push(prefix.to_owned());
+                }
+                Prefix {
+                    namespaces: Some(namespaces),
+                    scope: Scope::Whole,
+                }
+            }
+        }
+    }
+
+    /// Whether it covers `namespace` (whole or in part).
+    pub fn covers(&self, namespace: &str) -> bool {
+        match &self.namespaces {
+            None => true,
+            Some(names) => names.iter().any(|n| n == namespace),
+        }
+    }
 }
 
 /// Builds the slot keys of one cache_key.
@@ -75,6 +174,11 @@ impl SlotKeys {
     /// other cache_key's. Invalidating it drops the whole cache_key.
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// The namespace: the escaped cache_key, without the trailing `/`.
+    pub fn namespace(&self) -> &str {
+        &self.prefix[..self.prefix.len() - 1]
     }
 
     fn start(&self, kind: &str, view: &View) -> String {
@@ -171,5 +275,14 @@ mod tests {
         let (ns, slot) = split_key(&key);
         assert_eq!(format!("{ns}/"), k.prefix());
         assert_eq!(slot, "id/-/x%2Fy");
+        assert_eq!(k.namespace(), ns);
+    }
+
+    #[test]
+    fn unescape_undoes_escape() {
+        for text in ["", "plain", "a/b%c=d&e", "%%2F/", "100%", "%2", "ü/ß"] {
+            assert_eq!(unescape(&escape(text)), text);
+        }
+        assert_eq!(unescape("50%zz"), "50%zz");
     }
 }

@@ -178,11 +178,11 @@ impl TableService {
         match request {
             Request::List(view) => {
                 let table = self.read_handle(&view, view.pagination())?;
-                Ok(Response::Rows(table.list_values().await?))
+                Ok(Response::Rows(Arc::new(table.list_values().await?)))
             }
             Request::Get { view, id } => {
                 let table = self.read_handle(&view, None)?;
-                Ok(Response::Row(table.get_value(&id).await?))
+                Ok(Response::Row(table.get_value(&id).await?.map(Arc::new)))
             }
             Request::GetSome(view) => {
                 let table = self.read_handle(&view, view.pagination())?;

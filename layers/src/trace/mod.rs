@@ -40,7 +40,7 @@
 //! ```
 //! # use std::sync::Arc;
 //! # use vantage_live_layers::{CacheLayer, NoCache, Request, TableService, TracingLayer, View};
-//! # async fn demo(master: vantage_table::any::AnyTable) -> vantage_core::Result<()> {
+//! # async fn demo(master: vantage_table::any::AnyTable) -> Result<(), tower::BoxError> {
 //! use tower::{ServiceBuilder, ServiceExt};
 //! let stack = ServiceBuilder::new()
 //!     .layer(TracingLayer::new("clients")) // outermost: sees what the caller sees

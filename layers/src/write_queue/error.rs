@@ -1,23 +1,22 @@
 //! Error types for the [`WriteQueue`](super::WriteQueue) middleware.
 //!
-//! The stack's error type is `VantageError`, so a queue failure reaches the
-//! caller as a `VantageError` whose [`source`](std::error::Error::source) is
-//! one of the markers below. Find it with a downcast:
+//! The queue's errors are [`BoxError`]s, as tower's are: a failure of the
+//! queue itself is one of the markers below, found with a downcast:
 //!
 //! ```
 //! # use vantage_live_layers::write_queue::error::WritePanicked;
-//! fn panicked(error: &vantage_core::VantageError) -> Option<&WritePanicked> {
-//!     std::error::Error::source(error)?.downcast_ref::<WritePanicked>()
+//! fn panicked(error: &tower::BoxError) -> Option<&WritePanicked> {
+//!     error.downcast_ref::<WritePanicked>()
 //! }
 //! ```
 //!
 //! A write the *target* rejects is not a queue failure: its caller gets the
-//! target's own `VantageError`, unchanged.
+//! target's own error, unchanged.
 
 use std::any::Any;
 use std::fmt;
 
-use vantage_core::{error, Context as _, VantageError};
+use tower::BoxError;
 
 /// A queued write panicked while it was applied.
 ///
@@ -87,66 +86,24 @@ impl fmt::Display for QueueClosed {
 
 impl std::error::Error for QueueClosed {}
 
-/// A boxed error that is not a `VantageError`, kept as a source.
-struct Boxed(tower::BoxError);
-
-impl fmt::Debug for Boxed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&self.0, f)
-    }
-}
-
-impl fmt::Display for Boxed {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&self.0, f)
-    }
-}
-
-impl std::error::Error for Boxed {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0.source()
-    }
-}
-
-/// `message` as a `VantageError` naming `op`, with `source` attached.
-fn wrap<E>(source: E, message: &'static str, op: &'static str) -> VantageError
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
-    match Err::<(), E>(source).with_context(|| error!(message, op = op)) {
-        Err(error) => error,
-        Ok(()) => unreachable!("wrapping an Err"),
-    }
-}
-
 /// The caller's error for a write that panicked.
-pub(crate) fn panicked(op: &'static str, payload: &(dyn Any + Send)) -> VantageError {
-    wrap(
-        WritePanicked::from_payload(payload),
-        "a queued write panicked; the queue goes on with later writes",
-        op,
-    )
+pub(crate) fn panicked(op: &'static str, payload: &(dyn Any + Send)) -> BoxError {
+    let _ = op;
+    Box::new(WritePanicked::from_payload(payload))
 }
 
 /// The caller's error for a write the closed queue could not answer.
-pub(crate) fn closed(op: &'static str) -> VantageError {
-    wrap(
-        QueueClosed::new(),
-        "the write queue closed before this write's outcome was known",
-        op,
-    )
+pub(crate) fn closed(op: &'static str) -> BoxError {
+    let _ = op;
+    Box::new(QueueClosed::new())
 }
 
 /// The caller's error for an error that came back through tower's `Buffer`:
-/// the inner service's own `VantageError` passes through unchanged; the
-/// buffer's `Closed` becomes [`QueueClosed`]; anything else is wrapped.
-pub(crate) fn from_buffer(op: &'static str, error: tower::BoxError) -> VantageError {
-    let error = match error.downcast::<VantageError>() {
-        Ok(error) => return *error,
-        Err(error) => error,
-    };
+/// the inner service's own error passes through unchanged; the buffer's
+/// `Closed` becomes [`QueueClosed`].
+pub(crate) fn from_buffer(op: &'static str, error: BoxError) -> BoxError {
     if error.is::<tower::buffer::error::Closed>() {
         return closed(op);
     }
-    wrap(Boxed(error), "the write queue failed", op)
+    error
 }

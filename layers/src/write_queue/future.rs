@@ -9,15 +9,15 @@ use std::task::{ready, Context, Poll};
 use pin_project_lite::pin_project;
 use tokio::sync::oneshot;
 use tower::util::Oneshot;
+use tower::BoxError;
 use tower::Service;
-use vantage_core::{Result, VantageError};
 
 use super::error;
 use super::service::{Queue, WriteBuffer};
 use crate::request::{Request, Response};
 
 /// What the forwarding task hands the caller.
-type Outcome = std::result::Result<Response, tower::BoxError>;
+type Outcome = Result<Response, BoxError>;
 
 pin_project! {
     /// The future a [`WriteQueue`](super::WriteQueue) call returns: a read
@@ -86,16 +86,17 @@ where
 
 impl<S> Future for ResponseFuture<S>
 where
-    S: Service<Request, Response = Response, Error = VantageError> + Clone + Send + 'static,
+    S: Service<Request, Response = Response> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
     S::Future: Send + 'static,
 {
-    type Output = Result<Response>;
+    type Output = Result<Response, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
             match this.state.as_mut().project() {
-                StateProj::Read { read } => return read.poll(cx),
+                StateProj::Read { read } => return read.poll(cx).map_err(Into::into),
                 StateProj::Enqueue {
                     queue,
                     init,

@@ -132,7 +132,7 @@
 //! # use vantage_live_layers::{
 //! #     CacheLayer, NoCache, Request, TableService, Value, View, WriteQueueLayer, WriteRequest,
 //! # };
-//! # async fn demo(master: vantage_table::any::AnyTable) -> vantage_core::Result<()> {
+//! # async fn demo(master: vantage_table::any::AnyTable) -> Result<(), tower::BoxError> {
 //! use tower::{ServiceBuilder, ServiceExt};
 //! use vantage_types::Record;
 //!

@@ -12,9 +12,9 @@ use futures_util::FutureExt as _;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::sync::PollSemaphore;
+use tower::BoxError;
 use tower::{Service, ServiceExt};
 use tracing::Instrument as _;
-use vantage_core::{Result, VantageError};
 
 use super::error;
 use crate::request::{Request, Response};
@@ -53,14 +53,15 @@ impl<S> fmt::Debug for Serial<S> {
 
 impl<S> Service<Request> for Serial<S>
 where
-    S: Service<Request, Response = Response, Error = VantageError> + Clone + Send + 'static,
+    S: Service<Request, Response = Response> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
     S::Future: Send + 'static,
 {
     type Response = Response;
-    type Error = VantageError;
+    type Error = BoxError;
     type Future = Applied;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<()>> {
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         if self.permit.is_none() {
             // The semaphore is never closed, so this is always `Some`.
             self.permit = ready!(self.semaphore.poll_acquire(cx));
@@ -104,6 +105,7 @@ where
                         Ok(response)
                     }
                     Ok(Err(error)) => {
+                        let error: BoxError = error.into();
                         tracing::debug!(
                             op,
                             id = id.as_deref(),
@@ -139,12 +141,12 @@ where
 /// Dropping it does not cancel the write (dropping a `JoinHandle` detaches).
 #[derive(Debug)]
 pub(crate) struct Applied {
-    task: JoinHandle<Result<Response>>,
+    task: JoinHandle<Result<Response, BoxError>>,
     op: &'static str,
 }
 
 impl Future for Applied {
-    type Output = Result<Response>;
+    type Output = Result<Response, BoxError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let op = self.op;

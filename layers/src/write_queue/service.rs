@@ -3,8 +3,8 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use tower::buffer::Buffer;
+use tower::BoxError;
 use tower::{Service, ServiceExt};
-use vantage_core::{Result, VantageError};
 
 use super::future::ResponseFuture;
 use super::serial::{Applied, Serial};
@@ -25,7 +25,8 @@ impl Queue {
     /// The buffer, making it (around `init`) if this is the first write.
     pub(crate) fn buffer<S>(&self, init: &mut Option<S>) -> &WriteBuffer
     where
-        S: Service<Request, Response = Response, Error = VantageError> + Clone + Send + 'static,
+        S: Service<Request, Response = Response> + Clone + Send + 'static,
+        S::Error: Into<BoxError>,
         S::Future: Send + 'static,
     {
         self.buffer.get_or_init(|| {
@@ -107,17 +108,18 @@ impl<S: fmt::Debug> fmt::Debug for WriteQueue<S> {
 
 impl<S> Service<Request> for WriteQueue<S>
 where
-    S: Service<Request, Response = Response, Error = VantageError> + Clone + Send + 'static,
+    S: Service<Request, Response = Response> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
     S::Future: Send + 'static,
 {
     type Response = Response;
-    type Error = VantageError;
+    type Error = BoxError;
     type Future = ResponseFuture<S>;
 
     /// Always ready: a read waits for the inner service inside its future,
     /// and a write waits for room in the queue inside its future, so a full
     /// queue never holds up reads.
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<()>> {
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         Poll::Ready(Ok(()))
     }
 

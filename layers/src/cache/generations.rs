@@ -1,0 +1,368 @@
+//! The invalidation state of a backend: one [`Namespace`] per cache_key,
+//! owned by the backend instance and shared by all its clones.
+//!
+//! # The one mechanism that fences fills: the namespace generation
+//!
+//! Every namespace (an escaped cache_key, see [`SlotKeys`](super::SlotKeys))
+//! has a **generation**, a counter that every invalidation of the namespace
+//! moves on *before* it drops anything, whether it drops the whole namespace
+//! or a few of its slots. A read that misses takes a [`Ticket`]: the
+//! generation it saw before it asked the master. Its fill lands only if the
+//! generation is still the ticket's, checked by the backend atomically with
+//! its store:
+//!
+//! - `MemCache` and `RedbCache`'s memory front check it inside moka's
+//!   per-key `and_compute_with`, which also runs every per-slot drop;
+//! - `RedbCache`'s file checks it inside the redb write transaction, and
+//!   drops run in write transactions too (redb runs them one at a time);
+//! - a Redis backend checks it inside the script that stores.
+//!
+//! Why that suffices. Take a fill with ticket `g` and an invalidation that
+//! moves the generation to `g + 1` and then drops. Either the fill's atomic
+//! check-and-store runs after the move (it sees `g + 1` and stores nothing),
+//! or before it; then it also runs before the drop, which removes what it
+//! stored. So once an invalidation has returned, no fill that started before
+//! it can leave rows behind, whichever stack, clone or `Arc` the fill came
+//! through: they all share this state.
+//!
+//! An invalidation moves the generation (and, when it drops the namespace
+//! whole, the epoch) a second time when it *ends*, whatever its outcome. A
+//! ticket taken while it was in progress may have come with slots read
+//! before its drop: a backend that copies slots from one store into another
+//! (a disk into its memory front, Redis into a process's memory) fences
+//! that copy with such a ticket, and the second move refuses it (or, if the
+//! copy landed first, leaves it in an epoch nobody reads).
+//!
+//! Three more things live beside the generation, each with one job; none of
+//! them fences a fill:
+//!
+//! - the **epoch** moves only when the whole namespace is dropped. In-memory
+//!   stores key slots by it, so dropping a namespace is O(1): the old slots
+//!   become unreachable and eviction reclaims them.
+//! - the **unclean** mark remembers an invalidation whose drop failed (the
+//!   store may still hold slots it should have dropped). The cache layer
+//!   reads no slot of an unclean namespace: it retries the invalidation first
+//!   and reads the master without the cache while that fails. Only an
+//!   invalidation that started after the failure clears it.
+//! - the **flights**: master reads in progress, by slot and generation, so
+//!   that concurrent misses of one slot through any stack sharing the backend
+//!   make one master read; and a count of fills, so that a read that missed
+//!   just before another read's fill landed serves that fill instead of
+//!   asking the master again.
+//!
+//! # For backend authors
+//!
+//! A backend that owns a `Generations` returns it from
+//! [`Cache::generations`](super::Cache::generations), and then must:
+//!
+//! 1. in [`invalidate_prefix`](super::Cache::invalidate_prefix), call
+//!    [`Generations::start_drop`] *before* dropping anything, and
+//!    [`DropGuard::finish`] with the outcome;
+//! 2. in [`lookup`](super::Cache::lookup) and [`peek`](super::Cache::peek),
+//!    look in the current epoch (in-memory stores) and never answer a slot
+//!    dropped by an invalidation that has returned;
+//! 3. in [`fill`](super::Cache::fill), store only if
+//!    [`Ticket::is_current`] holds, atomically with respect to the drops of
+//!    step 1 (in-memory stores key the slot by [`Ticket::epoch`]).
+//!
+//! A backend that does not (a third-party backend implementing only `get`,
+//! `put` and `invalidate_prefix`) gets a `Generations` from each cache layer
+//! built over it; see the [module docs](super) for what that weakens.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use super::flight::Flights;
+use super::slot::{Prefix, Scope};
+
+/// The invalidation state of every namespace of one backend instance.
+///
+/// Clones of a backend share one `Generations` (hold it in the `Arc` the
+/// clones share). Namespaces are created on first use and kept for the
+/// backend's life: one small entry per cache_key ever used.
+#[derive(Default)]
+pub struct Generations {
+    namespaces: RwLock<HashMap<Box<str>, Arc<Namespace>>>,
+    next_id: AtomicU64,
+}
+
+impl Generations {
+    /// No namespaces yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The state of `namespace` (created on first use).
+    pub fn namespace(&self, namespace: &str) -> Arc<Namespace> {
+        if let Some(ns) = self.get(namespace) {
+            return ns;
+        }
+        let mut map = self.namespaces.write().unwrap_or_else(|e| e.into_inner());
+        map.entry(namespace.into())
+            .or_insert_with(|| {
+                Arc::new(Namespace::new(
+                    self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
+                    namespace,
+                ))
+            })
+            .clone()
+    }
+
+    /// The state of `namespace`, if it was ever used.
+    pub fn get(&self, namespace: &str) -> Option<Arc<Namespace>> {
+        self.namespaces
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(namespace)
+            .cloned()
+    }
+
+    /// The namespaces a raw `invalidate_prefix(prefix)` touches (see
+    /// [`Prefix`]), of those ever used: one never used has no fill in flight
+    /// to fence.
+    pub fn resolve(&self, prefix: &Prefix) -> Vec<Arc<Namespace>> {
+        match &prefix.namespaces {
+            Some(names) => names.iter().filter_map(|name| self.get(name)).collect(),
+            None => self
+                .namespaces
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// Start a raw invalidation of `prefix` (see [`Generations::resolve`]):
+    /// moves the generation of every namespace it touches *now*, before the
+    /// backend drops anything, and the epoch of those it drops whole. A
+    /// backend that cannot drop part of a namespace passes
+    /// `partial_drops = false` and drops every touched namespace whole (a
+    /// cache may always drop more than asked). Settle it with
+    /// [`DropGuard::finish`].
+    pub fn start_drop(&self, prefix: &str, partial_drops: bool) -> DropGuard {
+        let prefix = Prefix::parse(prefix);
+        let whole = !partial_drops || prefix.scope == Scope::Whole;
+        let started = self
+            .resolve(&prefix)
+            .into_iter()
+            .map(|ns| {
+                let generation = ns.start_drop(whole);
+                (ns, generation)
+            })
+            .collect();
+        DropGuard {
+            started,
+            prefix,
+            whole,
+        }
+    }
+}
+
+impl fmt::Debug for Generations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.namespaces.read().map(|m| m.len()).unwrap_or_default();
+        f.debug_struct("Generations")
+            .field("namespaces", &count)
+            .finish()
+    }
+}
+
+/// An invalidation in progress: the generations it moved, to be settled
+/// with [`DropGuard::finish`].
+#[must_use = "settle the invalidation with `finish`"]
+#[derive(Debug)]
+pub struct DropGuard {
+    started: Vec<(Arc<Namespace>, u64)>,
+    prefix: Prefix,
+    whole: bool,
+}
+
+impl DropGuard {
+    /// What the prefix covers.
+    pub fn prefix(&self) -> &Prefix {
+        &self.prefix
+    }
+
+    /// The namespaces this invalidation touches.
+    pub fn namespaces(&self) -> impl Iterator<Item = &Arc<Namespace>> {
+        self.started.iter().map(|(ns, _)| ns)
+    }
+
+    /// Settle the invalidation: on success its namespaces are clean again
+    /// (unless an invalidation that started later failed); on failure they
+    /// are unclean until a later invalidation succeeds.
+    pub fn finish<T, E>(self, outcome: &Result<T, E>) {
+        for (ns, generation) in &self.started {
+            ns.end_drop(*generation, self.whole, outcome.is_ok());
+        }
+    }
+}
+
+/// The invalidation state of one namespace (one cache_key) in one backend.
+pub struct Namespace {
+    id: u64,
+    name: Box<str>,
+    /// Moves on every invalidation, before anything is dropped: the fence.
+    generation: AtomicU64,
+    /// Moves when the whole namespace is dropped: in-memory slot keys.
+    epoch: AtomicU64,
+    /// The generation of the latest failed invalidation not yet covered by a
+    /// later successful one; 0 when clean.
+    unclean: AtomicU64,
+    /// Fills stored so far.
+    fills: AtomicU64,
+    /// Master reads in progress.
+    pub(crate) flights: Mutex<Flights>,
+}
+
+impl Namespace {
+    fn new(id: u64, name: &str) -> Self {
+        Self {
+            id,
+            name: name.into(),
+            generation: AtomicU64::new(1),
+            epoch: AtomicU64::new(1),
+            unclean: AtomicU64::new(0),
+            fills: AtomicU64::new(0),
+            flights: Mutex::new(Flights::default()),
+        }
+    }
+
+    /// A number that identifies this namespace within its [`Generations`].
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The namespace (the escaped cache_key).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The current generation.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// The current epoch (moves only when the whole namespace is dropped).
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// A ticket for a fill: where invalidations stand now. Take it before
+    /// asking the master (the cache layer takes it before the lookup).
+    pub fn ticket(&self) -> Ticket {
+        // Epoch first: an invalidation moves the generation first, so a
+        // ticket that sees the new epoch also sees the new generation.
+        let epoch = self.epoch();
+        Ticket {
+            generation: self.generation(),
+            epoch,
+        }
+    }
+
+    /// Whether an invalidation failed and no later one has succeeded yet.
+    pub fn is_unclean(&self) -> bool {
+        self.unclean.load(Ordering::SeqCst) != 0
+    }
+
+    /// How many fills were stored in this namespace so far.
+    pub fn fills(&self) -> u64 {
+        self.fills.load(Ordering::SeqCst)
+    }
+
+    /// Count a stored fill (the cache layer does this).
+    pub(crate) fn filled(&self) {
+        self.fills.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Start an invalidation of this namespace (whole, or some of its
+    /// slots): move the generation (and, for a whole drop, the epoch).
+    /// Returns the new generation; settle the invalidation with
+    /// [`Namespace::end_drop`].
+    pub fn start_drop(&self, whole: bool) -> u64 {
+        let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
+        if whole {
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+        }
+        generation
+    }
+
+    /// End the invalidation that [`started`](Namespace::start_drop) at
+    /// `generation`: move the generation (and, whole, the epoch) again, so
+    /// that nothing copied under a ticket taken while it was in progress
+    /// survives it, and mark the namespace clean (`dropped`) or unclean.
+    pub fn end_drop(&self, generation: u64, whole: bool, dropped: bool) {
+        if dropped {
+            self.cleared(generation);
+        } else {
+            self.mark_unclean(generation);
+        }
+        self.start_drop(whole);
+    }
+
+    /// The invalidation that started at `generation` dropped what it had to:
+    /// it covers failures of invalidations started before it, not of later
+    /// ones.
+    fn cleared(&self, generation: u64) {
+        let _ = self
+            .unclean
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |at| {
+                (at != 0 && at < generation).then_some(0)
+            });
+    }
+
+    /// The invalidation that started at `generation` failed (or a write that
+    /// moved it never settled): the store may hold slots it should not.
+    fn mark_unclean(&self, generation: u64) {
+        self.unclean.fetch_max(generation, Ordering::SeqCst);
+    }
+
+    /// Distrust the store at once: start a whole invalidation and mark it
+    /// failed. Used when a write ends without an answer (a panic, a dropped
+    /// future) while the master may have applied it.
+    pub fn poison(&self) {
+        let generation = self.start_drop(true);
+        self.end_drop(generation, true, false);
+    }
+}
+
+impl fmt::Debug for Namespace {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Namespace")
+            .field("name", &self.name)
+            .field("generation", &self.generation())
+            .field("epoch", &self.epoch())
+            .field("unclean", &self.is_unclean())
+            .finish()
+    }
+}
+
+/// Where invalidations of a namespace stood when a read missed: what its
+/// fill must still find for its rows to be stored. Take it with
+/// [`Namespace::ticket`] before the master is asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ticket {
+    generation: u64,
+    epoch: u64,
+}
+
+impl Ticket {
+    /// The generation the read saw.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The epoch the read saw (in-memory stores key the fill by it).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Whether no invalidation of `namespace` has started since the ticket
+    /// was taken. Backends check this atomically with their store.
+    pub fn is_current(&self, namespace: &Namespace) -> bool {
+        namespace.generation() == self.generation
+    }
+}
