@@ -28,7 +28,7 @@ async fn lookup(cache: &RedbCache, key: &str) -> Option<CachedSlot> {
         .generations()
         .expect("RedbCache owns its state")
         .namespace(split_key(key).0);
-    cache.lookup(key, &ns).await.unwrap()
+    cache.lookup(key, &ns, &mut ns.ticket()).await.unwrap()
 }
 
 fn redb_file(folder: &Path) -> std::path::PathBuf {

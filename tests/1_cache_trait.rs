@@ -155,7 +155,7 @@ fn namespace(cache: &dyn Cache, key: &str) -> Arc<Namespace> {
 async fn lookup_in(cache: &dyn Cache, name: &str, key: &str) -> Option<CachedSlot> {
     let ns = namespace(cache, key);
     let looked = cache
-        .lookup(key, &ns)
+        .lookup(key, &ns, &mut ns.ticket())
         .await
         .unwrap_or_else(|e| panic!("{name}: lookup {key:?}: {e}"));
     match cache.peek(key, &ns) {

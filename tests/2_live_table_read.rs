@@ -760,8 +760,9 @@ async fn a_read_that_missed_before_a_fill_serves_it_instead_of_rereading() {
             &self,
             key: &str,
             namespace: &Arc<vantage_live::cache::Namespace>,
+            ticket: &mut vantage_live::cache::Ticket,
         ) -> vantage_core::Result<Option<vantage_live::CachedSlot>> {
-            let found = self.inner.lookup(key, namespace).await;
+            let found = self.inner.lookup(key, namespace, ticket).await;
             if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
                 self.entered.notify_one();
                 self.gate.acquire().await.unwrap().forget();

@@ -293,9 +293,10 @@ async fn cache_backend_calls_have_their_own_spans() {
             &self,
             key: &str,
             namespace: &Arc<vantage_live::cache::Namespace>,
+            ticket: &mut vantage_live::cache::Ticket,
         ) -> vantage_core::Result<Option<vantage_live::CachedSlot>> {
             tracing::debug!(target: "vantage_live::test_backend", "lookup");
-            self.0.lookup(key, namespace).await
+            self.0.lookup(key, namespace, ticket).await
         }
         async fn fill(
             &self,

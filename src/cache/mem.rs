@@ -201,7 +201,13 @@ impl Cache for MemCache {
         }
     }
 
-    async fn lookup(&self, key: &str, namespace: &Arc<Namespace>) -> Result<Option<CachedSlot>> {
+    async fn lookup(
+        &self,
+        key: &str,
+        namespace: &Arc<Namespace>,
+        ticket: &mut Ticket,
+    ) -> Result<Option<CachedSlot>> {
+        let _ = ticket;
         Ok(self.inner.store.get(namespace, split_key(key).1))
     }
 

@@ -284,14 +284,19 @@ impl Cache for FaultyCache {
         Peek::Unknown
     }
 
-    async fn lookup(&self, key: &str, namespace: &Arc<Namespace>) -> Result<Option<CachedSlot>> {
+    async fn lookup(
+        &self,
+        key: &str,
+        namespace: &Arc<Namespace>,
+        ticket: &mut Ticket,
+    ) -> Result<Option<CachedSlot>> {
         self.calls.get.fetch_add(1, Ordering::SeqCst);
         let result = if self.fails(&self.get) {
             Err(Self::injected("lookup"))
         } else if self.fails(&self.get_junk) {
             Ok(Some(junk(key)))
         } else {
-            self.inner.lookup(key, namespace).await
+            self.inner.lookup(key, namespace, ticket).await
         };
         self.lookups.send_modify(|n| *n += 1);
         result

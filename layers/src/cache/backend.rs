@@ -89,10 +89,21 @@ pub trait Cache: Send + Sync {
 
     /// The slot under `key`, typed: one trip to the backend.
     ///
+    /// `ticket` is the one the cache layer took before the lookup and will
+    /// give to [`fill`](Cache::fill) if this misses. A backend whose fill
+    /// must be fenced by state it only learns while looking (a remote
+    /// generation) records it with [`Ticket::set_token`]; such a backend must
+    /// never answer [`Peek::Miss`], so that every miss goes through here.
+    ///
     /// The default reads [`get`](Cache::get) and types it by the key's
     /// [`SlotKind`]; a slot of the wrong shape is an error.
-    async fn lookup(&self, key: &str, namespace: &Arc<Namespace>) -> Result<Option<CachedSlot>> {
-        let _ = namespace;
+    async fn lookup(
+        &self,
+        key: &str,
+        namespace: &Arc<Namespace>,
+        ticket: &mut Ticket,
+    ) -> Result<Option<CachedSlot>> {
+        let _ = (namespace, ticket);
         match self.get(key).await? {
             None => Ok(None),
             Some(rows) => CachedSlot::from_rows(SlotKind::of_key(key), rows)
@@ -158,7 +169,12 @@ impl Cache for NoCache {
         Peek::Miss
     }
 
-    async fn lookup(&self, _key: &str, _namespace: &Arc<Namespace>) -> Result<Option<CachedSlot>> {
+    async fn lookup(
+        &self,
+        _key: &str,
+        _namespace: &Arc<Namespace>,
+        _ticket: &mut Ticket,
+    ) -> Result<Option<CachedSlot>> {
         Ok(None)
     }
 

@@ -260,6 +260,7 @@ impl Namespace {
         Ticket {
             generation: self.generation(),
             epoch,
+            token: None,
         }
     }
 
@@ -347,6 +348,7 @@ impl fmt::Debug for Namespace {
 pub struct Ticket {
     generation: u64,
     epoch: u64,
+    token: Option<u64>,
 }
 
 impl Ticket {
@@ -360,8 +362,22 @@ impl Ticket {
         self.epoch
     }
 
-    /// Whether no invalidation of `namespace` has started since the ticket
-    /// was taken. Backends check this atomically with their store.
+    /// What the backend recorded while looking (see
+    /// [`Ticket::set_token`]), if anything.
+    pub fn token(&self) -> Option<u64> {
+        self.token
+    }
+
+    /// Record backend state the fill must be fenced by, learnt while looking
+    /// (for a backend shared by several processes: the generation its store
+    /// held). Only the backend that set it reads it back.
+    pub fn set_token(&mut self, token: u64) {
+        self.token = Some(token);
+    }
+
+    /// Whether no invalidation of `namespace` has started in this process
+    /// since the ticket was taken. Backends check this atomically with their
+    /// store.
     pub fn is_current(&self, namespace: &Namespace) -> bool {
         namespace.generation() == self.generation
     }

@@ -59,8 +59,13 @@ impl Cache for LayerFenced {
         self.inner.peek(key, namespace)
     }
 
-    async fn lookup(&self, key: &str, namespace: &Arc<Namespace>) -> Result<Option<CachedSlot>> {
-        self.inner.lookup(key, namespace).await
+    async fn lookup(
+        &self,
+        key: &str,
+        namespace: &Arc<Namespace>,
+        ticket: &mut Ticket,
+    ) -> Result<Option<CachedSlot>> {
+        self.inner.lookup(key, namespace, ticket).await
     }
 
     /// Check, store, check again: the backend cannot make the check and the

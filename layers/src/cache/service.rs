@@ -337,19 +337,23 @@ impl Read {
         S::Error: Into<BoxError>,
         S::Future: Send + 'static,
     {
-        let shared = &self.shared;
+        let mut this = self;
+        let mut ticket = this.ticket;
+        let shared = this.shared.clone();
         let cache_key = shared.keys.cache_key();
-        let key = &self.key;
+        let key = this.key.clone();
+        let key = &key;
         let lookup = shared
             .fenced
-            .lookup(key, &shared.namespace)
+            .lookup(key, &shared.namespace, &mut ticket)
             .instrument(tracing::debug_span!("cache.lookup", slot = %key))
             .await;
+        this.ticket = ticket;
         match lookup {
-            Ok(Some(slot)) if slot.value.kind() == self.kind => {
-                return Ok(hit(shared, key, slot.value));
+            Ok(Some(slot)) if slot.value.kind() == this.kind => {
+                return Ok(hit(&shared, key, slot.value));
             }
-            Ok(Some(_)) => wrong_shape(shared, key),
+            Ok(Some(_)) => wrong_shape(&shared, key),
             Ok(None) => tracing::debug!(cache_key, slot = %key, outcome = "miss"),
             Err(error) => tracing::warn!(
                 cache_key,
@@ -359,7 +363,7 @@ impl Read {
                 "cache lookup failed; reading the master"
             ),
         }
-        self.miss(inner).await
+        this.miss(inner).await
     }
 
     /// Join the slot's flight at this generation, or start it.
@@ -461,7 +465,7 @@ impl Read {
             Peek::Miss => return None,
             Peek::Unknown => shared
                 .fenced
-                .lookup(&self.key, namespace)
+                .lookup(&self.key, namespace, &mut namespace.ticket())
                 .instrument(tracing::debug_span!("cache.lookup", slot = %self.key))
                 .await
                 .ok()??,

@@ -195,7 +195,9 @@ impl fmt::Debug for RedbCache {
 impl Cache for RedbCache {
     async fn get(&self, key: &str) -> Result<Option<CachedRows>> {
         let (namespace, _) = self.namespace(key);
-        let found = self.lookup(key, &namespace).await?;
+        let found = self
+            .lookup(key, &namespace, &mut namespace.ticket())
+            .await?;
         Ok(found.and_then(|slot| slot.to_rows(key)))
     }
 
@@ -258,8 +260,15 @@ impl Cache for RedbCache {
 
     /// The front, else one trip to the file; a slot found on disk is kept in
     /// the front (unless an invalidation started while it was read).
-    async fn lookup(&self, key: &str, namespace: &Arc<Namespace>) -> Result<Option<CachedSlot>> {
-        let ticket = namespace.ticket();
+    async fn lookup(
+        &self,
+        key: &str,
+        namespace: &Arc<Namespace>,
+        ticket: &mut Ticket,
+    ) -> Result<Option<CachedSlot>> {
+        // Taken before this lookup: a slot read from the file is copied into
+        // the front only if no invalidation started (or ended) since.
+        let ticket = *ticket;
         let within = split_key(key).1;
         if let Some(front) = &self.front {
             if let Some(slot) = front.get(namespace, within) {
