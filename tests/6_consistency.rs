@@ -11,9 +11,13 @@
 //! 3. **Master outage.** Warm slots keep serving; a cold read returns the
 //!    master's error promptly.
 //! 4. **Cache faults cost speed, never correctness.** A failing or junk
-//!    `get` is a miss, a failing `put` still answers, a failing `generation`
-//!    answers without filling, a failing invalidation makes every sharer of
-//!    the cache_key bypass the cache until an invalidation succeeds.
+//!    lookup is a miss, a failing fill still answers, a failing invalidation
+//!    makes every sharer of the cache_key bypass the cache until an
+//!    invalidation succeeds.
+//! 5. **One backend, one state.** Clones of a backend (a `RedbCache` clone
+//!    with a memory front of its own, clones behind separate `Arc`s) share
+//!    invalidations, the unclean mark and single flight: none serves another
+//!    one's stale page.
 //!
 //! Every interleaving is forced with gates (a master read held after it
 //! fetched its rows, an invalidation held after it reached the backend), not
@@ -916,5 +920,135 @@ async fn a_corrupt_entry_in_the_redb_cache_is_a_miss_not_an_error() {
             slot.read(&live).await.unwrap();
         }
         assert_eq!(probe.reads(), 3, "{what}: hits after the repair");
+    }
+}
+
+// ── 5. one backend, one state ─────────────────────────────────────────────
+
+/// A `RedbCache` and a clone of it with a memory front of its own, each under
+/// a LiveTable with the same cache_key: a page filled through the clone
+/// (into its front) is never served by the clone after a write through the
+/// original.
+#[tokio::test]
+async fn clones_of_a_redb_cache_with_fronts_of_their_own_never_serve_each_other_stale_pages() {
+    common::init_tracing();
+    for master in common::embedded_masters("product").await {
+        let what = master.kind;
+        let dir = tempfile::tempdir().unwrap();
+        let base = RedbCache::open(dir.path()).unwrap();
+        let clone = base.clone().with_memory_front(1 << 20);
+        let writer = LiveTable::new(master.table.clone(), KEY, Arc::new(base));
+        let reader = paged(
+            &LiveTable::new(master.table.clone(), KEY, Arc::new(clone)),
+            page(1),
+        );
+
+        let before = master_rows(&master.table, page(1)).await;
+        assert_rows(&reader.list_values().await.unwrap(), &before, what);
+        let old = common::int_field(&before[ROW], "price").unwrap();
+        writer
+            .patch_value(&ROW.to_string(), &price(old + 1))
+            .await
+            .unwrap();
+        let after = master_rows(&master.table, page(1)).await;
+        assert_rows(
+            &reader.list_values().await.unwrap(),
+            &after,
+            &format!("{what}: the clone after a write through the original"),
+        );
+        master
+            .table
+            .patch_value(&ROW.to_string(), &price(old))
+            .await
+            .unwrap();
+    }
+}
+
+/// Two stacks over clones of one backend behind separate `Arc`s: when one
+/// stack's invalidation fails (the write itself succeeds), the other stops
+/// serving the cache_key's slots too, until an invalidation succeeds.
+#[tokio::test]
+async fn a_failed_invalidation_through_one_arc_makes_stacks_on_another_arc_bypass_the_cache() {
+    common::init_tracing();
+    for master in common::embedded_masters("product").await {
+        for TestCache {
+            name,
+            cache,
+            dir: _dir,
+        } in common::storing_caches()
+        {
+            let what = format!("{} / {name}", master.kind);
+            // Two `Arc`s: two wrappers, each around the same backend.
+            let a = FaultyCache::around(cache.clone());
+            let b = FaultyCache::around(cache.clone());
+            let writer = LiveTable::new(master.table.clone(), KEY, a.clone());
+            let reader = LiveTable::new(master.table.clone(), KEY, b.clone());
+            let before = master_rows(&master.table, None).await;
+            assert_rows(&reader.list_values().await.unwrap(), &before, &what);
+
+            a.invalidate.set(Fault::Always);
+            writer
+                .insert_value(&"p21_pretzel_bun".to_string(), &product("Bun", 90))
+                .await
+                .expect("the write itself succeeds");
+            let after = master_rows(&master.table, None).await;
+            assert_rows(
+                &reader.list_values().await.unwrap(),
+                &after,
+                &format!("{what}: the other Arc's stack after a failed invalidation"),
+            );
+            a.invalidate.set(Fault::Off);
+            assert_rows(&reader.list_values().await.unwrap(), &after, &what);
+            master
+                .table
+                .delete(&"p21_pretzel_bun".to_string())
+                .await
+                .unwrap();
+        }
+    }
+}
+
+/// LiveTables built separately (not clones of one another) over clones of
+/// one backend behind separate `Arc`s: 64 concurrent cold reads of one slot
+/// spread over them make one master read.
+#[tokio::test]
+async fn separate_live_tables_over_one_backend_share_single_flight() {
+    common::init_tracing();
+    let master = common::redb_master("product").await;
+    for TestCache {
+        name,
+        cache,
+        dir: _dir,
+    } in common::storing_caches()
+    {
+        // Four `Arc`s: four wrappers, each around the same backend.
+        let wrappers: Vec<Arc<FaultyCache>> =
+            (0..4).map(|_| FaultyCache::around(cache.clone())).collect();
+        let (wrapped, probe) = Instrumented::wrap(master.table.clone());
+        let tables: Vec<LiveTable> = wrappers
+            .iter()
+            .map(|w| LiveTable::new(wrapped.clone(), KEY, w.clone()))
+            .collect();
+        let expected = Slot::Page.on_master(&master.table).await;
+        let mut held = probe.hold_reads(1);
+        let waiters: Vec<_> = (0..64)
+            .map(|i| {
+                let live = tables[i % 4].clone();
+                tokio::spawn(async move { Slot::Page.read(&live).await })
+            })
+            .collect();
+        held.fetched().await;
+        // Every read has looked (and missed: the one master read is held),
+        // so each has joined a flight or started one.
+        eventually(&format!("{name}: 64 lookups"), || {
+            let looked: usize = wrappers.iter().map(|w| w.lookups()).sum();
+            async move { looked >= 64 }
+        })
+        .await;
+        held.release(1);
+        for waiter in waiters {
+            assert_eq!(waiter.await.unwrap().unwrap(), expected, "{name}");
+        }
+        assert_eq!(probe.reads(), 1, "{name}: one master read for all four tables");
     }
 }

@@ -24,16 +24,22 @@
 //!
 //! # What runs
 //!
-//! Three LiveTables share one cache and cache_key over one master: writes and
-//! reads go through any of them, and one has a `ManualLiveStream`. Tasks draw
+//! Three LiveTables share one backend and cache_key over one master, each
+//! through a handle of its own (separate `Arc`s around clones of the
+//! backend; for `RedbCache`, one clone with a memory front of its own; for
+//! the faulty cache, three wrappers failing independently): writes and
+//! reads go through any of them, and one has a `ManualLiveStream`. A third of
+//! the reads share the cached rows (`list_shared`, `get_shared`) instead of
+//! copying them; the rows they were handed are checked again at the end,
+//! after every write of the run: they must not have changed. Tasks draw
 //! from: page reads (4 pages at 3 or 5 per page), unpaginated lists, ids (of
 //! seeded rows and of rows the test inserts and deletes), counts; inserts,
 //! replaces, patches and deletes; bare `Changed` events; and changes made
 //! directly on the master followed by an event that the test waits on.
 //!
-//! Masters: redb and SQLite. Caches: `MemCache`, `RedbCache`, and a
-//! `MemCache` behind a wrapper that fails `get`, `put`, `generation` and
-//! `invalidate_prefix` at random.
+//! Masters: redb and SQLite. Caches: `MemCache`, `RedbCache` (with and
+//! without its memory front), and a `MemCache` behind wrappers that fail
+//! lookups, fills and invalidations at random.
 //!
 //! # Seeds
 //!
@@ -101,17 +107,25 @@ enum CacheKind {
 impl CacheKind {
     const ALL: [CacheKind; 3] = [CacheKind::Mem, CacheKind::Redb, CacheKind::FaultyMem];
 
-    /// The cache, the faulty wrapper if any, and what keeps it alive.
+    /// Three handles on one backend (one per LiveTable: separate `Arc`s
+    /// around clones of it; for `RedbCache`, the third with a memory front
+    /// of its own), the faulty wrappers if any, and what keeps it alive.
     fn build(
         self,
         seed: u64,
     ) -> (
-        Arc<dyn Cache>,
-        Option<Arc<FaultyCache>>,
+        Vec<Arc<dyn Cache>>,
+        Vec<Arc<FaultyCache>>,
         Option<tempfile::TempDir>,
     ) {
         match self {
-            CacheKind::Mem => (Arc::new(MemCache::new()), None, None),
+            CacheKind::Mem => {
+                let mem = MemCache::new();
+                let handles = (0..3)
+                    .map(|_| Arc::new(mem.clone()) as Arc<dyn Cache>)
+                    .collect();
+                (handles, Vec::new(), None)
+            }
             CacheKind::Redb => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 // Odd seeds run the file alone, even ones with the memory
@@ -124,14 +138,30 @@ impl CacheKind {
                 let cache = RedbCache::open(dir.path())
                     .expect("open redb cache")
                     .with_memory_front(front);
-                (Arc::new(cache), None, Some(dir))
+                let handles: Vec<Arc<dyn Cache>> = vec![
+                    Arc::new(cache.clone()),
+                    Arc::new(cache.clone()),
+                    // A clone with a front of its own (1 MiB: it evicts too).
+                    Arc::new(cache.with_memory_front(1 << 20)),
+                ];
+                (handles, Vec::new(), Some(dir))
             }
             CacheKind::FaultyMem => {
-                let faulty = FaultyCache::seeded(Arc::new(MemCache::new()), seed);
-                faulty.get.set(Fault::Rate(50));
-                faulty.put.set(Fault::Rate(50));
-                faulty.invalidate.set(Fault::Rate(150));
-                (faulty.clone(), Some(faulty), None)
+                let mem = MemCache::new();
+                let faulty: Vec<Arc<FaultyCache>> = (0..3)
+                    .map(|i| {
+                        let faulty = FaultyCache::seeded(Arc::new(mem.clone()), seed + i);
+                        faulty.get.set(Fault::Rate(50));
+                        faulty.put.set(Fault::Rate(50));
+                        faulty.invalidate.set(Fault::Rate(150));
+                        faulty
+                    })
+                    .collect();
+                let handles = faulty
+                    .iter()
+                    .map(|f| f.clone() as Arc<dyn Cache>)
+                    .collect();
+                (handles, faulty, None)
             }
         }
     }
@@ -197,17 +227,58 @@ impl ReadOp {
         }
     }
 
-    async fn run(&self, live: &LiveTable) -> vantage_core::Result<Answer> {
-        Ok(match self {
-            ReadOp::Page { page, ipp } => {
+    /// Run the read through `live`: owned (`list_values`, `get_value`) or
+    /// shared (`list_shared`, `get_shared`), which also answers the rows it
+    /// handed out, to check later that they never changed.
+    async fn run(&self, live: &LiveTable, shared: bool) -> vantage_core::Result<(Answer, Held)> {
+        let rows = |rows: &common::Rows| rows.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        Ok(match (self, shared) {
+            (ReadOp::Page { page, ipp }, _) => {
                 let mut live = live.clone();
                 live.set_pagination(Some(Pagination::new(*page, *ipp)));
-                Answer::Rows(live.list_values().await?.into_iter().collect())
+                if shared {
+                    let page = live.list_shared().await?;
+                    (Answer::Rows(rows(&page)), Held::Rows(page))
+                } else {
+                    let page = live.list_values().await?;
+                    (Answer::Rows(page.into_iter().collect()), Held::Nothing)
+                }
             }
-            ReadOp::All => Answer::Rows(live.list_values().await?.into_iter().collect()),
-            ReadOp::Id(id) => Answer::Row(live.get_value(id).await?),
-            ReadOp::Count => Answer::Count(live.get_count().await?),
+            (ReadOp::All, true) => {
+                let all = live.list_shared().await?;
+                (Answer::Rows(rows(&all)), Held::Rows(all))
+            }
+            (ReadOp::All, false) => (
+                Answer::Rows(live.list_values().await?.into_iter().collect()),
+                Held::Nothing,
+            ),
+            (ReadOp::Id(id), true) => {
+                let row = live.get_shared(id).await?;
+                (Answer::Row(row.as_deref().cloned()), Held::Row(row))
+            }
+            (ReadOp::Id(id), false) => (Answer::Row(live.get_value(id).await?), Held::Nothing),
+            (ReadOp::Count, _) => (Answer::Count(live.get_count().await?), Held::Nothing),
         })
+    }
+}
+
+/// What a shared read handed out, kept to check that it never changed.
+enum Held {
+    Nothing,
+    Rows(Arc<common::Rows>),
+    Row(Option<Arc<Record<Value>>>),
+}
+
+impl Held {
+    /// What the held rows say now, if a shared read handed any out.
+    fn now(&self) -> Option<Answer> {
+        match self {
+            Held::Nothing => None,
+            Held::Rows(rows) => Some(Answer::Rows(
+                rows.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            )),
+            Held::Row(row) => Some(Answer::Row(row.as_deref().cloned())),
+        }
     }
 }
 
@@ -217,6 +288,7 @@ struct Observation {
     table: usize,
     op: ReadOp,
     answer: std::result::Result<Answer, String>,
+    held: Held,
     v_lo: usize,
     v_hi: usize,
 }
@@ -381,7 +453,7 @@ fn replay_hint(seed: u64, master: &str, cache: CacheKind) -> String {
 
 async fn run(master: &Master, cache_kind: CacheKind, seed: u64, size: Size) -> Figures {
     let _guard = SeedGuard::new(replay_hint(seed, master.kind, cache_kind));
-    let (cache, faulty, _dir) = cache_kind.build(seed);
+    let (caches, faulty, _dir) = cache_kind.build(seed);
     let delays = Delays::jitter(seed, size.max_delay_us);
     let slow = Latency::wrap(master.table.clone(), delays.clone());
 
@@ -389,10 +461,10 @@ async fn run(master: &Master, cache_kind: CacheKind, seed: u64, size: Size) -> F
     let key = format!("model-{seed}-{cache_kind:?}");
     let source = ManualLiveStream::new();
     let tables = vec![
-        LiveTable::new(slow.clone(), key.clone(), cache.clone()),
-        LiveTable::new(slow.clone(), key.clone(), cache.clone())
+        LiveTable::new(slow.clone(), key.clone(), caches[0].clone()),
+        LiveTable::new(slow.clone(), key.clone(), caches[1].clone())
             .with_live_stream(Arc::new(source.clone())),
-        LiveTable::new(slow.clone(), key.clone(), cache.clone()),
+        LiveTable::new(slow.clone(), key.clone(), caches[2].clone()),
     ];
     let status = tables[1].live_stream_status().expect("a live stream");
     {
@@ -456,6 +528,16 @@ async fn run(master: &Master, cache_kind: CacheKind, seed: u64, size: Size) -> F
     };
     let mut violations = Vec::new();
     for obs in &observations {
+        // Rows handed out by a shared read never change under their holder,
+        // whatever was written since.
+        if let (Ok(answer), Some(now)) = (&obs.answer, obs.held.now()) {
+            if *answer != now {
+                violations.push(format!(
+                    "task {} table {} {:?}: shared rows changed after they were handed out\n  then {answer}\n  now  {now}",
+                    obs.task, obs.table, obs.op
+                ));
+            }
+        }
         let Ok(answer) = &obs.answer else {
             violations.push(format!(
                 "task {} table {} {:?} (versions {}..={}): error {}",
@@ -502,9 +584,10 @@ async fn run(master: &Master, cache_kind: CacheKind, seed: u64, size: Size) -> F
         &**versions.last().unwrap(),
         "the model drifted from the master (a test bug)"
     );
-    if let Some(faulty) = &faulty {
-        figures.cache_faults = faulty.calls.faults.load(Ordering::SeqCst) as u64;
-    }
+    figures.cache_faults = faulty
+        .iter()
+        .map(|f| f.calls.faults.load(Ordering::SeqCst) as u64)
+        .sum();
     assert!(
         violations.is_empty(),
         "{} of {} reads broke the model; first ones:\n{}",
@@ -594,14 +677,21 @@ impl TaskCtx {
 
     async fn read(&mut self, table: usize) -> Observation {
         let op = self.draw_read();
+        // A third of the reads share the cached rows instead of copying them.
+        let shared = self.rng.chance(333);
         let v_lo = self.model.acked.load(Ordering::SeqCst);
-        let answer = op.run(&self.tables[table]).await;
+        let outcome = op.run(&self.tables[table], shared).await;
         let v_hi = self.model.submitted.load(Ordering::SeqCst);
+        let (answer, held) = match outcome {
+            Ok((answer, held)) => (Ok(answer), held),
+            Err(e) => (Err(e.to_string()), Held::Nothing),
+        };
         Observation {
             task: self.task,
             table,
             op,
-            answer: answer.map_err(|e| e.to_string()),
+            answer,
+            held,
             v_lo,
             v_hi,
         }
