@@ -47,6 +47,7 @@ async fn live_with_manual(
     let live = LiveTable::new(master.table.clone(), "products", cache)
         .with_live_stream(Arc::new(source.clone()));
     let mut status = live.live_stream_status().expect("a live stream is set");
+    live.start_live_stream();
     wait(&mut status, "first subscription", |s| s.subscribed).await;
     assert_eq!(source.subscriber_count(), 1);
     (live, source, status)
@@ -220,6 +221,7 @@ async fn resubscribing_backs_off_exponentially_with_jitter_up_to_a_cap() {
     let live = LiveTable::new(master.table.clone(), "products", Arc::new(MemCache::new()))
         .with_live_stream(source.clone());
     let mut status = live.live_stream_status().unwrap();
+    live.start_live_stream();
 
     // Two virtual minutes of a source that never stays up.
     tokio::time::sleep(Duration::from_secs(120)).await;
@@ -260,6 +262,7 @@ async fn a_subscription_that_stayed_up_resets_the_backoff() {
     let live = LiveTable::new(master.table.clone(), "products", Arc::new(MemCache::new()))
         .with_live_stream(Arc::new(source.clone()));
     let mut status = live.live_stream_status().unwrap();
+    live.start_live_stream();
     // Drive the delays up with quick losses.
     for n in 1..=6 {
         wait(&mut status, "subscribed", |s| {
@@ -323,6 +326,7 @@ async fn rebuilding_a_live_table_replaces_its_task() {
         .await
         .expect("the replaced stack's task ends");
     let mut status = live.live_stream_status().unwrap();
+    live.start_live_stream();
     wait(&mut status, "subscribed", |s| s.subscribed).await;
     assert_eq!(source.subscriber_count(), 1);
     assert_eq!(live.master_ipp(), Some(10));
@@ -451,6 +455,7 @@ async fn pg_live() -> (common::Master, common::PgSchema, LiveTable, EventStatus)
     let live = LiveTable::new(master.table.clone(), "products", Arc::new(MemCache::new()))
         .with_live_stream(Arc::new(source));
     let mut status = live.live_stream_status().unwrap();
+    live.start_live_stream();
     // The stream's first event says LISTEN is in place.
     wait(&mut status, "LISTEN", |s| s.events >= 1).await;
     (master, schema, live, status)

@@ -240,6 +240,8 @@ async fn slow_read_overlapping_an_event(
         EventOn::OtherTable => other.live_stream_status(),
     }
     .expect("a live stream");
+    reader.start_live_stream();
+    other.start_live_stream();
     tokio::time::timeout(PATIENCE, status.wait_for(|s| s.subscribed))
         .await
         .expect("subscribed in time");
@@ -839,6 +841,7 @@ async fn an_older_invalidation_returning_late_does_not_clear_a_newer_failure() {
         let live = LiveTable::new(master.table.clone(), KEY, faulty.clone())
             .with_live_stream(Arc::new(source.clone()));
         let mut status = live.live_stream_status().unwrap();
+        live.start_live_stream();
         tokio::time::timeout(PATIENCE, status.wait_for(|s| s.subscribed))
             .await
             .unwrap();
@@ -1049,6 +1052,10 @@ async fn separate_live_tables_over_one_backend_share_single_flight() {
         for waiter in waiters {
             assert_eq!(waiter.await.unwrap().unwrap(), expected, "{name}");
         }
-        assert_eq!(probe.reads(), 1, "{name}: one master read for all four tables");
+        assert_eq!(
+            probe.reads(),
+            1,
+            "{name}: one master read for all four tables"
+        );
     }
 }

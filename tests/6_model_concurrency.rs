@@ -110,14 +110,7 @@ impl CacheKind {
     /// Three handles on one backend (one per LiveTable: separate `Arc`s
     /// around clones of it; for `RedbCache`, the third with a memory front
     /// of its own), the faulty wrappers if any, and what keeps it alive.
-    fn build(
-        self,
-        seed: u64,
-    ) -> (
-        Vec<Arc<dyn Cache>>,
-        Vec<Arc<FaultyCache>>,
-        Option<tempfile::TempDir>,
-    ) {
+    fn build(self, seed: u64) -> Built {
         match self {
             CacheKind::Mem => {
                 let mem = MemCache::new();
@@ -157,15 +150,20 @@ impl CacheKind {
                         faulty
                     })
                     .collect();
-                let handles = faulty
-                    .iter()
-                    .map(|f| f.clone() as Arc<dyn Cache>)
-                    .collect();
+                let handles = faulty.iter().map(|f| f.clone() as Arc<dyn Cache>).collect();
                 (handles, faulty, None)
             }
         }
     }
 }
+
+/// What [`CacheKind::build`] makes: a handle per LiveTable, the faulty
+/// wrappers among them, and the temp folder to keep.
+type Built = (
+    Vec<Arc<dyn Cache>>,
+    Vec<Arc<FaultyCache>>,
+    Option<tempfile::TempDir>,
+);
 
 // ── the model ─────────────────────────────────────────────────────────────
 
@@ -467,6 +465,7 @@ async fn run(master: &Master, cache_kind: CacheKind, seed: u64, size: Size) -> F
         LiveTable::new(slow.clone(), key.clone(), caches[2].clone()),
     ];
     let status = tables[1].live_stream_status().expect("a live stream");
+    tables[1].start_live_stream();
     {
         let mut status = status.clone();
         tokio::time::timeout(common::PATIENCE, status.wait_for(|s| s.subscribed))

@@ -619,6 +619,7 @@ async fn an_event_invalidates_in_its_own_span() {
     )
     .with_live_stream(Arc::new(events.clone()));
     let mut status = live.live_stream_status().unwrap();
+    live.start_live_stream();
     patiently("subscribed", status.wait_for(|s| s.subscribed)).await;
     live.list_values().await.unwrap();
     log.clear();
@@ -698,6 +699,7 @@ async fn connected_is_info_and_reconnecting_is_a_warning() {
     )
     .with_live_stream(Arc::new(events.clone()));
     let mut status = live.live_stream_status().unwrap();
+    live.start_live_stream();
     patiently("subscribed", status.wait_for(|s| s.subscribed)).await;
     assert_eq!(events.disconnect(), 1);
     patiently(
@@ -775,6 +777,7 @@ async fn stats_count_a_scripted_sequence_exactly() {
     assert_eq!(live.stats(), StatsSnapshot::default());
     let mut status = live.live_stream_status().unwrap();
     // Subscribing drops the cache_key: one invalidation.
+    live.start_live_stream();
     patiently("subscribed", status.wait_for(|s| s.subscribed)).await;
 
     // A miss, then two hits.
@@ -885,6 +888,7 @@ async fn a_failing_postgres_listener_never_logs_its_url() {
         )
         .with_live_stream(Arc::new(stream));
         let mut status = live.live_stream_status().unwrap();
+        live.start_live_stream();
         patiently(
             "two failed subscriptions",
             status.wait_for(|s| s.subscriptions >= 2),

@@ -335,8 +335,9 @@ impl LiveTable {
     /// whole cache_key, so changes made outside this LiveTable (another
     /// process, plain SQL, a trigger) show up in the next reads.
     ///
-    /// A background task consumes the stream. It starts now if called inside
-    /// a tokio runtime, else on the first read or write. A stream that ends
+    /// A background task consumes the stream. It starts with the first read
+    /// or write (which waits for its first subscription), or with
+    /// [`LiveTable::start_live_stream`]. A stream that ends
     /// is subscribed again with bounded, jittered backoff, and each
     /// subscription drops the cache_key (events may have been missed). The
     /// task ends when the last clone of this LiveTable is dropped. See
@@ -344,6 +345,18 @@ impl LiveTable {
     /// [`LiveTable::live_stream_status`] to watch it.
     pub fn with_live_stream(self, stream: Arc<dyn LiveStream>) -> Self {
         self.rebuild(|c| c.live_stream = Some(stream))
+    }
+
+    /// Start the live-stream task now (on the current tokio runtime) instead
+    /// of with the first read or write. Useful to be listening before the
+    /// first request, or in tests that wait on
+    /// [`live_stream_status`](LiveTable::live_stream_status). Does nothing
+    /// without a live stream, if the task runs already, or outside a
+    /// runtime.
+    pub fn start_live_stream(&self) {
+        if let Either::Left(events) = self.shared.stack.get_ref() {
+            events.start();
+        }
     }
 
     /// Watch the live-stream task (`None` without

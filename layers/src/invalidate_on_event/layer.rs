@@ -74,6 +74,13 @@ impl InvalidateOnEventLayer {
         self.task.status()
     }
 
+    /// Start the event task now, on the current tokio runtime, instead of
+    /// with the first request through a service of this layer. Does nothing
+    /// if it runs already, or outside a runtime.
+    pub fn start(&self) {
+        self.task.start();
+    }
+
     /// The cache_key the events invalidate.
     pub fn cache_key(&self) -> &str {
         self.invalidator.cache_key()
@@ -83,8 +90,9 @@ impl InvalidateOnEventLayer {
 impl<S> Layer<S> for InvalidateOnEventLayer {
     type Service = InvalidateOnEvent<S>;
 
+    /// Builds the service; starts nothing (the first request starts the
+    /// event task).
     fn layer(&self, inner: S) -> Self::Service {
-        self.task.start();
         InvalidateOnEvent::new(inner, self.task.clone())
     }
 }

@@ -46,11 +46,14 @@
 //!
 //! # When the task starts
 //!
-//! When the layer first builds a service inside a tokio runtime
-//! ([`Layer::layer`](tower::Layer::layer)), on that runtime. Built outside
-//! one (a LiveTable made in synchronous setup code), the task starts on the
-//! first request through any of the layer's services. Building never panics
-//! for want of a runtime.
+//! With the first request through any of the layer's services, on that
+//! request's runtime: building a layer or a service starts nothing (a stack
+//! built and thrown away costs nothing), and building never panics for want
+//! of a runtime. The first requests wait until the task's first
+//! subscription is made and its invalidation done: a read that started
+//! before the stack listened might otherwise fill the cache with rows older
+//! than a change it never heard of (and its fill would be refused anyway).
+//! From then on requests pass straight through.
 //!
 //! [`EventStatus`] watches the task: how many subscriptions and events it
 //! handled, whether it is subscribed, whether it ended.
@@ -58,8 +61,8 @@
 //! # Order
 //!
 //! Where the layer sits in a stack does not change what it does: it only
-//! needs the cache layer's invalidator. Put it outermost, so that building
-//! the stack starts the task and dropping the stack ends it.
+//! needs the cache layer's invalidator. Put it outermost, so that the first
+//! request through the stack starts the task and dropping the stack ends it.
 //!
 //! # Example
 //!
@@ -82,6 +85,7 @@
 //! ```
 
 mod backoff;
+pub mod future;
 mod layer;
 mod service;
 mod status;

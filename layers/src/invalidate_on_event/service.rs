@@ -2,8 +2,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tower::Service;
+use futures_util::FutureExt as _;
+use tower::{Service, ServiceExt};
 
+use super::future::ResponseFuture;
 use super::status::EventStatus;
 use super::task::Task;
 
@@ -11,7 +13,11 @@ use super::task::Task;
 /// builds: requests pass straight through to the inner service; holding it
 /// keeps the layer's event task running.
 ///
-/// The response future is the inner service's, unchanged.
+/// The first request starts the event task. Requests wait until its first
+/// subscription is made (and its invalidation done), so that no read that
+/// started before the stack listened fills the cache with rows older than a
+/// change it never heard of; from then on the response future is the inner
+/// service's, unchanged, with no box.
 pub struct InvalidateOnEvent<S> {
     inner: S,
     task: Arc<Task>,
@@ -25,6 +31,13 @@ impl<S> InvalidateOnEvent<S> {
     /// Watch the event task: subscriptions, events handled, whether it ended.
     pub fn status(&self) -> EventStatus {
         self.task.status()
+    }
+
+    /// Start the event task now, on the current tokio runtime, instead of
+    /// with the first request. Does nothing if it runs already, or outside a
+    /// runtime.
+    pub fn start(&self) {
+        self.task.start();
     }
 
     /// The cache_key the events invalidate.
@@ -60,20 +73,37 @@ impl<S: Clone> Clone for InvalidateOnEvent<S> {
 
 impl<S, R> Service<R> for InvalidateOnEvent<S>
 where
-    S: Service<R>,
+    S: Service<R> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    S::Error: Send + 'static,
+    R: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = ResponseFuture<S::Future, S::Response, S::Error>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: R) -> Self::Future {
-        // Built outside a runtime? Then the task starts with the first request.
-        self.task.start();
-        self.inner.call(request)
+        if self.task.has_subscribed() {
+            return ResponseFuture::direct(self.inner.call(request));
+        }
+        // The first requests: start the task (on this runtime), wait for its
+        // first subscription, then go on with a clone of the inner service.
+        let task = self.task.clone();
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        ResponseFuture::after_subscription(
+            async move {
+                task.start();
+                task.first_subscription().await;
+                inner.oneshot(request).await
+            }
+            .boxed(),
+        )
     }
 }
 

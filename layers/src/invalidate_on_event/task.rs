@@ -86,6 +86,19 @@ impl Task {
         self.started.load(Ordering::Acquire)
     }
 
+    /// Whether the first subscription was made (and its invalidation done),
+    /// or the task can never make one.
+    pub(crate) fn has_subscribed(&self) -> bool {
+        let stats = self.status.borrow();
+        stats.subscriptions > 0 || stats.finished
+    }
+
+    /// Wait until [`Task::has_subscribed`].
+    pub(crate) async fn first_subscription(&self) {
+        let mut status = self.status.clone();
+        let _ = status.wait_for(|s| s.subscriptions > 0 || s.finished).await;
+    }
+
     pub(crate) fn status(&self) -> EventStatus {
         EventStatus::new(self.status.clone())
     }
