@@ -86,11 +86,6 @@ impl View {
         self.handle.as_deref()
     }
 
-    /// The opaque handle, shared.
-    pub(crate) fn shared_handle(&self) -> Option<Arc<AnyTable>> {
-        self.handle.clone()
-    }
-
     /// Whether a cache may serve and store this view (it has no opaque handle).
     pub fn is_cacheable(&self) -> bool {
         self.handle.is_none()

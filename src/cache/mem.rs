@@ -10,7 +10,7 @@ use vantage_core::{error, Result};
 use vantage_live_layers::cache::{split_key, Generations, Namespace, Peek, Ticket};
 use vantage_live_layers::{Cache, CachedRows, CachedSlot, SlotKind};
 
-use super::slot_store::{weigh, SlotEntry, SlotId, SlotStore};
+use super::slot_store::{weigh, SlotEntry, SlotId, SlotStore, Slots};
 
 /// The default capacity of a [`MemCache`]: 64 MiB of (estimated) row weight.
 pub const DEFAULT_MAX_WEIGHT: u64 = 64 * 1024 * 1024;
@@ -89,7 +89,7 @@ impl MemCacheBuilder {
     }
 
     /// The moka cache these settings describe.
-    pub(crate) fn slots(&self) -> moka::sync::Cache<SlotId, Arc<SlotEntry>> {
+    pub(crate) fn slots(&self) -> Slots {
         let mut builder = moka::sync::Cache::builder()
             .max_capacity(self.max_weight)
             .eviction_policy(EvictionPolicy::lru())
@@ -99,7 +99,7 @@ impl MemCacheBuilder {
         if let Some(ttl) = self.time_to_live {
             builder = builder.time_to_live(ttl);
         }
-        builder.build()
+        builder.build_with_hasher(foldhash::fast::RandomState::default())
     }
 }
 

@@ -13,8 +13,9 @@
 //! `and_compute_with`, so a fill's generation check and its store are atomic
 //! with respect to a drop of the same slot.
 
-use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
+
+use foldhash::fast::RandomState;
 use std::sync::Arc;
 
 use moka::ops::compute::Op;
@@ -38,8 +39,9 @@ pub struct SlotEntry {
     slot: CachedSlot,
 }
 
-/// The moka cache under a slot store.
-pub(crate) type Slots = moka::sync::Cache<SlotId, Arc<SlotEntry>>;
+/// The moka cache under a slot store (hashing with foldhash: its keys are
+/// three integers).
+pub(crate) type Slots = moka::sync::Cache<SlotId, Arc<SlotEntry>, RandomState>;
 
 /// Typed slots in memory, fenced by their namespace's generation.
 #[derive(Clone)]
@@ -52,7 +54,7 @@ impl SlotStore {
     pub(crate) fn new(slots: Slots) -> Self {
         Self {
             slots,
-            hasher: RandomState::new(),
+            hasher: RandomState::default(),
         }
     }
 

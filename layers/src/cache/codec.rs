@@ -1,9 +1,10 @@
 //! CBOR encodings of [`CachedRows`] and [`CachedSlot`], for backends that
 //! store bytes (on disk, in Redis).
 //!
-//! Both are written and read header by header with `ciborium-ll`, straight
-//! from and into the rows: no intermediate document tree is built, so a
-//! decode allocates what the rows own and nothing else. Every CBOR value
+//! Both are written header by header with `ciborium-ll` and read header by
+//! header straight from the byte slice, from and into the rows: no
+//! intermediate document tree is built, so a decode allocates what the rows
+//! own and nothing else. Every CBOR value
 //! comes back equal (integers over the whole CBOR range, floats at full
 //! width, bytes, text, tags, nested arrays and maps), row and field order
 //! are kept, and bytes of any other shape are an error naming what was
@@ -21,8 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ciborium::value::Integer;
-use ciborium_io::Read as _;
-use ciborium_ll::{simple, Decoder, Encoder, Header};
+use ciborium_ll::{simple, Encoder, Header};
 use vantage_core::{error, Result, VantageError};
 use vantage_types::Record;
 
@@ -125,8 +125,8 @@ impl CachedSlot {
         let value = match kind {
             KIND_ROWS => SlotValue::Rows(Arc::new(input.rows()?)),
             KIND_ROW => match input.pull()? {
-                Header::Simple(simple::NULL) => SlotValue::Row(None),
-                Header::Map(Some(len)) => SlotValue::Row(Some(Arc::new(input.record(len)?))),
+                Head::Simple(simple::NULL) => SlotValue::Row(None),
+                Head::Map(Some(len)) => SlotValue::Row(Some(Arc::new(input.record(len)?))),
                 _ => return Err(bad("a row slot holds null or a map of fields")),
             },
             KIND_COUNT => {
@@ -247,32 +247,94 @@ impl Out {
     }
 }
 
-/// Bytes being read.
+/// One CBOR header, read straight from the bytes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Head {
+    Positive(u64),
+    Negative(u64),
+    Bytes(Option<usize>),
+    Text(Option<usize>),
+    Array(Option<usize>),
+    Map(Option<usize>),
+    Tag(u64),
+    Simple(u8),
+    Float(f64),
+    Break,
+}
+
+/// Bytes being read: headers are parsed straight from the slice (a
+/// generic reader would pull them a byte at a time), and text and bytes are
+/// copied out of it once.
 struct In<'a> {
-    decoder: Decoder<&'a [u8]>,
-    len: usize,
+    bytes: &'a [u8],
+    at: usize,
     depth: usize,
 }
 
 impl<'a> In<'a> {
     fn new(bytes: &'a [u8]) -> Self {
         Self {
-            decoder: Decoder::from(bytes),
-            len: bytes.len(),
+            bytes,
+            at: 0,
             depth: 0,
         }
     }
 
-    fn remaining(&mut self) -> usize {
-        self.len.saturating_sub(self.decoder.offset())
+    fn remaining(&self) -> usize {
+        self.bytes.len() - self.at
     }
 
-    fn pull(&mut self) -> Result<Header> {
-        self.decoder.pull().map_err(|e| match e {
-            ciborium_ll::Error::Io(_) => bad("truncated"),
-            ciborium_ll::Error::Syntax(at) => {
-                error!("cached slot is not valid CBOR", offset = at)
-            }
+    /// The next `n` bytes.
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if n > self.remaining() {
+            return Err(bad("truncated"));
+        }
+        let out = &self.bytes[self.at..self.at + n];
+        self.at += n;
+        Ok(out)
+    }
+
+    fn pull(&mut self) -> Result<Head> {
+        let start = self.at;
+        let [first] = <[u8; 1]>::try_from(self.take(1)?).map_err(|_| bad("truncated"))?;
+        let (major, info) = (first >> 5, first & 0x1f);
+        let argument = match info {
+            0..=23 => Some(u64::from(info)),
+            24 => Some(u64::from(self.take(1)?[0])),
+            25 => Some(u64::from(u16::from_be_bytes(
+                self.take(2)?.try_into().map_err(|_| bad("truncated"))?,
+            ))),
+            26 => Some(u64::from(u32::from_be_bytes(
+                self.take(4)?.try_into().map_err(|_| bad("truncated"))?,
+            ))),
+            27 => Some(u64::from_be_bytes(
+                self.take(8)?.try_into().map_err(|_| bad("truncated"))?,
+            )),
+            31 => None,
+            _ => return Err(error!("cached slot is not valid CBOR", offset = start)),
+        };
+        let len = |n: Option<u64>| -> Result<Option<usize>> {
+            n.map(|n| usize::try_from(n).map_err(|_| bad("length out of range")))
+                .transpose()
+        };
+        let definite =
+            |n: Option<u64>| n.ok_or_else(|| bad("indefinite length where a value belongs"));
+        Ok(match major {
+            0 => Head::Positive(definite(argument)?),
+            1 => Head::Negative(definite(argument)?),
+            2 => Head::Bytes(len(argument)?),
+            3 => Head::Text(len(argument)?),
+            4 => Head::Array(len(argument)?),
+            5 => Head::Map(len(argument)?),
+            6 => Head::Tag(definite(argument)?),
+            _ => match (info, argument) {
+                (31, None) => Head::Break,
+                (25, Some(bits)) => Head::Float(f64::from(half::f16::from_bits(bits as u16))),
+                (26, Some(bits)) => Head::Float(f64::from(f32::from_bits(bits as u32))),
+                (27, Some(bits)) => Head::Float(f64::from_bits(bits)),
+                (0..=24, Some(simple)) => Head::Simple(simple as u8),
+                _ => return Err(error!("cached slot is not valid CBOR", offset = start)),
+            },
         })
     }
 
@@ -286,22 +348,22 @@ impl<'a> In<'a> {
 
     fn array_len(&mut self, what: &str) -> Result<usize> {
         match self.pull()? {
-            Header::Array(Some(len)) => Ok(len),
+            Head::Array(Some(len)) => Ok(len),
             _ => Err(bad(what)),
         }
     }
 
     fn uint(&mut self, what: &str) -> Result<u64> {
         match self.pull()? {
-            Header::Positive(n) => Ok(n),
+            Head::Positive(n) => Ok(n),
             _ => Err(bad(what)),
         }
     }
 
     fn uint_or_negative(&mut self, what: &str) -> Result<i64> {
         match self.pull()? {
-            Header::Positive(n) => i64::try_from(n).map_err(|_| bad(what)),
-            Header::Negative(n) => i64::try_from(n).map(|n| n ^ !0).map_err(|_| bad(what)),
+            Head::Positive(n) => i64::try_from(n).map_err(|_| bad(what)),
+            Head::Negative(n) => i64::try_from(n).map(|n| n ^ !0).map_err(|_| bad(what)),
             _ => Err(bad(what)),
         }
     }
@@ -320,7 +382,7 @@ impl<'a> In<'a> {
 
     /// Room for `len` items, but never more than the bytes left could hold
     /// (a header may promise more than is there).
-    fn capacity(&mut self, len: usize) -> usize {
+    fn capacity(&self, len: usize) -> usize {
         len.min(self.remaining())
     }
 
@@ -332,11 +394,11 @@ impl<'a> In<'a> {
                 return Err(bad("row is not an [id, fields] pair"));
             }
             let id = match self.pull()? {
-                Header::Text(len) => self.text(len)?,
+                Head::Text(len) => self.text(len)?,
                 _ => return Err(bad("row is not an [id, fields] pair")),
             };
             let record = match self.pull()? {
-                Header::Map(Some(len)) => self.record(len)?,
+                Head::Map(Some(len)) => self.record(len)?,
                 _ => return Err(bad("row is not an [id, fields] pair")),
             };
             rows.insert(id, record);
@@ -348,7 +410,7 @@ impl<'a> In<'a> {
         let mut record = Record::with_capacity(self.capacity(len));
         for _ in 0..len {
             let field = match self.pull()? {
-                Header::Text(len) => self.text(len)?,
+                Head::Text(len) => self.text(len)?,
                 _ => return Err(bad("field name is not text")),
             };
             let value = self.value()?;
@@ -357,77 +419,58 @@ impl<'a> In<'a> {
         Ok(record)
     }
 
-    fn bytes(&mut self, len: Option<usize>) -> Result<Vec<u8>> {
-        match len {
-            Some(len) => {
-                if len > self.remaining() {
-                    return Err(bad("truncated"));
+    /// Definite-length bytes are one slice; indefinite ones are definite
+    /// chunks of the same major type, ended by a break.
+    fn chunks(&mut self, len: Option<usize>, text: bool) -> Result<Vec<u8>> {
+        if let Some(len) = len {
+            return Ok(self.take(len)?.to_vec());
+        }
+        let mut out = Vec::new();
+        loop {
+            match (self.pull()?, text) {
+                (Head::Break, _) => return Ok(out),
+                (Head::Bytes(Some(len)), false) | (Head::Text(Some(len)), true) => {
+                    out.extend_from_slice(self.take(len)?)
                 }
-                let mut out = vec![0; len];
-                self.decoder
-                    .read_exact(&mut out)
-                    .map_err(|_| bad("truncated"))?;
-                Ok(out)
-            }
-            None => {
-                let mut out = Vec::new();
-                let mut buffer = [0u8; 256];
-                let mut segments = self.decoder.bytes(None);
-                while let Some(mut segment) = segments.pull().map_err(|_| bad("bad bytes"))? {
-                    while let Some(chunk) =
-                        segment.pull(&mut buffer).map_err(|_| bad("bad bytes"))?
-                    {
-                        out.extend_from_slice(chunk);
-                    }
-                }
-                Ok(out)
+                _ => return Err(bad("bad chunk in indefinite-length bytes or text")),
             }
         }
     }
 
     fn text(&mut self, len: Option<usize>) -> Result<String> {
-        match len {
-            Some(_) => String::from_utf8(self.bytes(len)?).map_err(|_| bad("text is not UTF-8")),
-            None => {
-                let mut out = String::new();
-                let mut buffer = [0u8; 256];
-                let mut segments = self.decoder.text(None);
-                while let Some(mut segment) = segments.pull().map_err(|_| bad("bad text"))? {
-                    while let Some(chunk) =
-                        segment.pull(&mut buffer).map_err(|_| bad("bad text"))?
-                    {
-                        out.push_str(chunk);
-                    }
-                }
-                Ok(out)
-            }
+        if let Some(len) = len {
+            let bytes = self.take(len)?;
+            return std::str::from_utf8(bytes)
+                .map(str::to_owned)
+                .map_err(|_| bad("text is not UTF-8"));
         }
+        String::from_utf8(self.chunks(None, true)?).map_err(|_| bad("text is not UTF-8"))
     }
 
     fn value(&mut self) -> Result<Value> {
-        let header = self.pull()?;
-        self.value_from(header)
+        let head = self.pull()?;
+        self.value_from(head)
     }
 
-    fn value_from(&mut self, header: Header) -> Result<Value> {
-        Ok(match header {
-            Header::Positive(n) => Value::Integer(n.into()),
-            Header::Negative(n) => {
+    fn value_from(&mut self, head: Head) -> Result<Value> {
+        Ok(match head {
+            Head::Positive(n) => Value::Integer(n.into()),
+            Head::Negative(n) => {
                 let n = -1 - i128::from(n);
                 Value::Integer(Integer::try_from(n).map_err(|_| bad("integer out of range"))?)
             }
-            Header::Float(f) => Value::Float(f),
-            Header::Simple(simple::FALSE) => Value::Bool(false),
-            Header::Simple(simple::TRUE) => Value::Bool(true),
-            Header::Simple(simple::NULL) | Header::Simple(simple::UNDEFINED) => Value::Null,
-            Header::Simple(_) => return Err(bad("unknown simple value")),
-            Header::Bytes(len) => Value::Bytes(self.bytes(len)?),
-            Header::Text(len) => Value::Text(self.text(len)?),
-            Header::Tag(tag) => {
+            Head::Float(f) => Value::Float(f),
+            Head::Simple(simple::FALSE) => Value::Bool(false),
+            Head::Simple(simple::TRUE) => Value::Bool(true),
+            Head::Simple(simple::NULL) | Head::Simple(simple::UNDEFINED) => Value::Null,
+            Head::Simple(_) => return Err(bad("unknown simple value")),
+            Head::Bytes(len) => Value::Bytes(self.chunks(len, false)?),
+            Head::Text(len) => Value::Text(self.text(len)?),
+            Head::Tag(tag) => {
                 let inner = self.nested(|me| me.value())?;
                 Value::Tag(tag, Box::new(inner))
             }
-            Header::Array(len) => self.nested(|me| {
+            Head::Array(len) => self.nested(|me| {
                 let mut items = Vec::with_capacity(me.capacity(len.unwrap_or(0)));
                 match len {
                     Some(len) => {
@@ -437,14 +480,14 @@ impl<'a> In<'a> {
                     }
                     None => loop {
                         match me.pull()? {
-                            Header::Break => break,
-                            header => items.push(me.value_from(header)?),
+                            Head::Break => break,
+                            head => items.push(me.value_from(head)?),
                         }
                     },
                 }
                 Ok(Value::Array(items))
             })?,
-            Header::Map(len) => self.nested(|me| {
+            Head::Map(len) => self.nested(|me| {
                 let mut pairs = Vec::with_capacity(me.capacity(len.unwrap_or(0)));
                 match len {
                     Some(len) => {
@@ -456,9 +499,9 @@ impl<'a> In<'a> {
                     }
                     None => loop {
                         match me.pull()? {
-                            Header::Break => break,
-                            header => {
-                                let k = me.value_from(header)?;
+                            Head::Break => break,
+                            head => {
+                                let k = me.value_from(head)?;
                                 let v = me.value()?;
                                 pairs.push((k, v));
                             }
@@ -467,7 +510,7 @@ impl<'a> In<'a> {
                 }
                 Ok(Value::Map(pairs))
             })?,
-            Header::Break => return Err(bad("unexpected break")),
+            Head::Break => return Err(bad("unexpected break")),
         })
     }
 

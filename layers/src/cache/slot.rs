@@ -20,7 +20,6 @@
 //! different views, ids or cache_keys share a key.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 use crate::request::View;
 
@@ -212,7 +211,11 @@ impl SlotKeys {
         match view.pagination() {
             None => key.push_str("/all"),
             Some(p) => {
-                let _ = write!(key, "/p{}x{}", p.get_page(), p.get_ipp());
+                let mut digits = itoa::Buffer::new();
+                key.push_str("/p");
+                key.push_str(digits.format(p.get_page()));
+                key.push('x');
+                key.push_str(digits.format(p.get_ipp()));
             }
         }
         key

@@ -50,10 +50,17 @@ pub fn uuid_v7_id() -> String {
 }
 
 /// The innermost service: runs each [`Request`] against an [`AnyTable`].
+///
+/// Cheap to clone: one `Arc`.
 #[derive(Clone)]
 pub struct TableService {
-    read: Arc<AnyTable>,
-    write: Option<Arc<AnyTable>>,
+    tables: Arc<Tables>,
+}
+
+#[derive(Clone)]
+struct Tables {
+    read: AnyTable,
+    write: Option<AnyTable>,
     ids: IdGenerator,
 }
 
@@ -61,54 +68,63 @@ impl TableService {
     /// Serve reads and writes from `table`.
     pub fn new(table: AnyTable) -> Self {
         Self {
-            read: Arc::new(table),
-            write: None,
-            ids: Arc::new(uuid_v7_id),
+            tables: Arc::new(Tables {
+                read: table,
+                write: None,
+                ids: Arc::new(uuid_v7_id),
+            }),
         }
     }
 
     /// Send writes to `target` instead; reads stay on the read table.
     pub fn with_write_target(mut self, target: AnyTable) -> Self {
-        self.write = Some(Arc::new(target));
+        Arc::make_mut(&mut self.tables).write = Some(target);
         self
     }
 
     /// Generate the ids of [`WriteRequest::InsertReturnId`] with `ids`.
     pub fn with_id_generator(mut self, ids: IdGenerator) -> Self {
-        self.ids = ids;
+        Arc::make_mut(&mut self.tables).ids = ids;
         self
     }
 
     /// The table reads run against.
     pub fn read_table(&self) -> &AnyTable {
-        &self.read
+        &self.tables.read
     }
 
     /// The table writes run against.
     pub fn write_table(&self) -> &AnyTable {
-        self.write.as_deref().unwrap_or(&self.read)
+        self.tables.write.as_ref().unwrap_or(&self.tables.read)
     }
 
     /// Whether writes go somewhere other than the read table.
     pub fn has_write_target(&self) -> bool {
-        self.write.is_some()
+        self.tables.write.is_some()
     }
 
     /// The table handle to run a read of `view` on, with `pagination`.
-    fn read_handle(&self, view: &View, pagination: Option<Pagination>) -> Result<Handle> {
-        let base = view.shared_handle().unwrap_or_else(|| self.read.clone());
+    fn read_handle<'a>(
+        &'a self,
+        view: &'a View,
+        pagination: Option<Pagination>,
+    ) -> Result<Handle<'a>> {
+        let base = match view.handle() {
+            Some(opaque) => opaque,
+            None => &self.tables.read,
+        };
         Handle::apply(base, view.eq_conditions(), pagination)
     }
 
     /// The table handle a delete-all of `view` runs on.
-    fn delete_all_handle(&self, view: &View) -> Result<Handle> {
-        match (&self.write, view.handle()) {
+    fn delete_all_handle<'a>(&'a self, view: &'a View) -> Result<Handle<'a>> {
+        match (&self.tables.write, view.handle()) {
             (Some(_), Some(_)) => Err(error!(
                 "delete_all with opaque conditions cannot run on a custom write target: \
                  the conditions were built for the read table; nothing was deleted"
             )
             .is_incorrect_usage()),
-            (Some(target), None) => Handle::apply(target.clone(), view.eq_conditions(), None),
+            (Some(target), None) => Handle::apply(target, view.eq_conditions(), None),
             (None, _) => self.read_handle(view, None),
         }
     }
@@ -116,21 +132,21 @@ impl TableService {
 
 /// A table handle for one request: the shared one, or a private clone with the
 /// request's view applied.
-enum Handle {
-    Shared(Arc<AnyTable>),
+enum Handle<'t> {
+    Shared(&'t AnyTable),
     Owned(AnyTable),
 }
 
-impl Handle {
+impl<'t> Handle<'t> {
     fn apply(
-        base: Arc<AnyTable>,
+        base: &'t AnyTable,
         eq: &[(String, String)],
         pagination: Option<Pagination>,
-    ) -> Result<Handle> {
+    ) -> Result<Handle<'t>> {
         if eq.is_empty() && base.get_pagination().copied() == pagination {
             return Ok(Handle::Shared(base));
         }
-        let mut table = (*base).clone();
+        let mut table = base.clone();
         for (field, value) in eq {
             table.add_condition_eq(field, value)?;
         }
@@ -139,7 +155,7 @@ impl Handle {
     }
 }
 
-impl Deref for Handle {
+impl Deref for Handle<'_> {
     type Target = AnyTable;
     fn deref(&self) -> &AnyTable {
         match self {
@@ -152,8 +168,8 @@ impl Deref for Handle {
 impl fmt::Debug for TableService {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TableService")
-            .field("read", &self.read.table_name())
-            .field("write", &self.write.as_ref().map(|t| t.table_name()))
+            .field("read", &self.tables.read.table_name())
+            .field("write", &self.tables.write.as_ref().map(|t| t.table_name()))
             .finish()
     }
 }
@@ -217,7 +233,7 @@ impl TableService {
                 Ok(Response::Done)
             }
             WriteRequest::InsertReturnId { record } => {
-                let id = (self.ids)();
+                let id = (self.tables.ids)();
                 target.insert_value(&id, &record).await?;
                 Ok(Response::Id(id))
             }

@@ -8,7 +8,6 @@ use std::task::{ready, Context, Poll};
 
 use pin_project_lite::pin_project;
 use tokio::sync::oneshot;
-use tower::util::Oneshot;
 use tower::BoxError;
 use tower::Service;
 
@@ -43,7 +42,7 @@ pin_project! {
     {
         Read {
             #[pin]
-            read: Oneshot<S, Request>,
+            read: S::Future,
         },
         Enqueue {
             queue: Arc<Queue>,
@@ -65,7 +64,7 @@ impl<S> ResponseFuture<S>
 where
     S: Service<Request>,
 {
-    pub(crate) fn read(read: Oneshot<S, Request>) -> Self {
+    pub(crate) fn read(read: S::Future) -> Self {
         Self {
             state: State::Read { read },
         }

@@ -29,9 +29,11 @@
 //!   `tokio::spawn` the call.
 //! - **Each caller gets its own reply**: the inner service's result for its
 //!   own write, never another's.
-//! - **Reads never wait behind writes.** A [`WriteQueue`] is always ready;
-//!   a read calls (a clone of) the inner service directly and never touches
-//!   the queue, so a long or full queue does not hold it up.
+//! - **Reads never wait behind writes.** A read calls the inner service
+//!   directly and never touches the queue, so a long or full queue does not
+//!   hold it up. [`WriteQueue`]'s readiness is the inner service's (a
+//!   concurrency-limited inner service shows through it); a full queue does
+//!   not make it pending.
 //!
 //! ## How a dropped caller's write is kept alive
 //!

@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 
 use tower::buffer::Buffer;
 use tower::BoxError;
-use tower::{Service, ServiceExt};
+use tower::Service;
 
 use super::future::ResponseFuture;
 use super::serial::{Applied, Serial};
@@ -116,11 +116,12 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S>;
 
-    /// Always ready: a read waits for the inner service inside its future,
-    /// and a write waits for room in the queue inside its future, so a full
-    /// queue never holds up reads.
-    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        Poll::Ready(Ok(()))
+    /// Ready when the inner service is (reads go straight to it, so a
+    /// concurrency-limited or overloaded inner service shows here). A full
+    /// queue does not make it pending: a write waits for room inside its
+    /// future, so a full queue never holds up reads.
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
@@ -131,7 +132,7 @@ where
             };
             ResponseFuture::write(self.queue.clone(), init, request)
         } else {
-            ResponseFuture::read(self.inner.clone().oneshot(request))
+            ResponseFuture::read(self.inner.call(request))
         }
     }
 }

@@ -16,7 +16,6 @@ use redb::{
 };
 use vantage_core::{error, Result, VantageError};
 use vantage_live_layers::cache::{Namespace, Prefix, Ticket};
-use vantage_live_layers::CachedSlot;
 
 /// Table names start with this; the rest is the namespace (escaped cache_key).
 const TABLE_PREFIX: &str = "__vlive__";
@@ -131,8 +130,11 @@ impl Disk {
             .clone()
     }
 
-    /// The slot `slot` of `namespace`, decoded.
-    pub(super) fn get(&self, namespace: &str, slot: &str) -> Result<Option<CachedSlot>> {
+    /// The bytes of slot `slot` of `namespace`, copied out of the file (the
+    /// caller decodes them on its own thread: see [`RedbCache::lookup`]).
+    ///
+    /// [`RedbCache::lookup`]: super::RedbCache
+    pub(super) fn get(&self, namespace: &str, slot: &str) -> Result<Option<Vec<u8>>> {
         let txn = self
             .db
             .begin_read()
@@ -149,7 +151,7 @@ impl Disk {
         else {
             return Ok(None);
         };
-        CachedSlot::from_cbor(bytes.value()).map(Some)
+        Ok(Some(bytes.value().to_vec()))
     }
 
     /// Store `bytes` under `slot`, if `fence` is `None` or its ticket is

@@ -276,7 +276,12 @@ impl Cache for RedbCache {
             }
         }
         let (name, slot) = (namespace.name().to_owned(), within.to_owned());
-        let found = self.blocking(move |disk| disk.get(&name, &slot)).await?;
+        let bytes = self.blocking(move |disk| disk.get(&name, &slot)).await?;
+        // Decoded here, not on the blocking pool: the rows are then
+        // allocated by the thread that will most likely free them (a free
+        // from another thread costs glibc's allocator a lock and a
+        // consolidation), and the decode is CPU work like a copy of the rows.
+        let found = bytes.map(|b| CachedSlot::from_cbor(&b)).transpose()?;
         if let (Some(slot), Some(front)) = (&found, &self.front) {
             front.fill(namespace, ticket, within, slot.clone());
         }
