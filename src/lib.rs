@@ -39,6 +39,12 @@
 //! let again = live.list_values().await?; // hit: served from the cache
 //! assert_eq!(rows, again);
 //!
+//! // Shared reads hand out the cached rows themselves, behind an `Arc`: no
+//! // copy, whatever the page size. They never change under their holder.
+//! let shared = live.list_shared().await?;
+//! assert_eq!(*shared, rows);
+//! assert!(Arc::ptr_eq(&shared, &live.list_shared().await?));
+//!
 //! // A write goes to the master and drops the cache_key's slots.
 //! live.insert_value(&"roll".to_string(), &bun).await?;
 //! assert!(cache.get(&live.page_cache_key(None)).await?.is_none());
@@ -70,11 +76,23 @@
 //! write's invalidation runs on the write's own detached task. Compose your
 //! own stack from the same layers with `tower::ServiceBuilder`.
 //!
+//! # Shared reads
+//!
+//! The value-set traits answer owned rows, so every hit copies them once, at
+//! the edge. [`LiveTable::list_shared`] and [`LiveTable::get_shared`] answer
+//! the same views, from the same slots, with the same guarantees, as `Arc`s
+//! of the rows the cache holds: a hit costs the same for one row or a
+//! thousand. UI code that re-reads the pages it scrolls through should use
+//! them.
+//!
 //! # Cache backends
 //!
 //! [`MemCache`] (moka, in memory), [`RedbCache`] (one redb file on disk,
-//! survives restarts) and [`NoCache`] (stores nothing: the parity check).
-//! Implement [`Cache`] for your own.
+//! survives restarts, with a memory front) and [`NoCache`] (stores nothing:
+//! the parity check). Implement [`Cache`] for your own: the seed's `get`,
+//! `put` and `invalidate_prefix` suffice (with weaker fencing, see
+//! [`vantage_live_layers::cache`]); a backend that owns its invalidation
+//! state ([`cache::Generations`]) gets the full guarantees.
 //!
 //! # Live events
 //!

@@ -117,10 +117,11 @@ pub type CoreStack = WriteQueue<CacheService<TableService>>;
 ///
 /// A read answers with what the master held at some instant no earlier than
 /// the last write acknowledged, or event processed, before the read started
-/// (through this LiveTable or any LiveTable sharing its cache and cache_key;
-/// share a cache by passing clones of one `Arc`). Changes made behind the
-/// LiveTables' backs show up once an event for them has been processed
-/// ([`LiveTable::with_live_stream`]). In detail:
+/// (through this LiveTable or any LiveTable sharing its cache backend and
+/// cache_key: the same backend instance, or any clone of it, behind any
+/// number of `Arc`s). Changes made behind the LiveTables' backs show up once
+/// an event for them has been processed ([`LiveTable::with_live_stream`]).
+/// In detail:
 ///
 /// - **Writes invalidate before they answer.** A write that succeeds drops
 ///   every slot of the cache_key before it returns; a read issued afterwards
@@ -132,19 +133,24 @@ pub type CoreStack = WriteQueue<CacheService<TableService>>;
 ///   install the rows it fetched: they may predate the change. (It still
 ///   returns them: it overlapped the change.) Reads issued after the
 ///   acknowledgement, or after the event was processed, return rows fetched
-///   after it. This holds for `MemCache` and `RedbCache`; for a third-party
-///   [`Cache`] see [`Cache::generation`].
+///   after it. This holds for `MemCache`, `RedbCache` and any backend that
+///   owns its invalidation state; for a third-party [`Cache`] that implements
+///   only the seed's methods, see [`vantage_live_layers::cache`].
 /// - **Single flight.** Concurrent misses of one slot (one page at one page
-///   size, one id, one count) on a LiveTable and its clones make one master
-///   read, and every waiter gets that result. An error reaches every waiter
-///   and is not cached. A waiter that gives up (drops its future, times out)
-///   does not cancel the read for the others.
+///   size, one id, one count) through any LiveTables sharing the backend and
+///   cache_key in this process make one master read, and every waiter gets
+///   that result. An error reaches every waiter and is not cached. A waiter
+///   that gives up (drops its future, times out) does not cancel the read
+///   for the others.
+/// - **Shared rows never change.** [`LiveTable::list_shared`] and
+///   [`LiveTable::get_shared`] hand out the rows the cache holds; a later
+///   fill stores new rows beside them, so what a holder has never changes.
 /// - **Master outages.** Warm slots keep serving while the master fails; a
 ///   cold read returns the master's error as soon as the master returns it
 ///   (the LiveTable adds no retries and no timeouts).
-/// - **Cache faults cost speed, never correctness.** A cache `get` that fails
-///   or answers bytes that do not decode is a miss (with a `warn!`); a failed
-///   `put` still returns the master's rows (with a `warn!`). If dropping the
+/// - **Cache faults cost speed, never correctness.** A cache lookup that
+///   fails or answers bytes that do not decode is a miss (with a `warn!`); a
+///   failed fill still returns the master's rows (with a `warn!`). If dropping the
 ///   cache_key fails after a write or an event, the write still succeeds, and
 ///   every LiveTable sharing the cache and cache_key falls back to reading
 ///   the master without the cache (retrying the invalidation on each read,

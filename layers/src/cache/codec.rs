@@ -64,8 +64,10 @@ impl CachedRows {
 }
 
 impl CachedSlot {
-    /// Encode as CBOR: `[2, kind, seconds, nanos, payload]` (see the
-    /// [module docs](self)).
+    /// Encode as CBOR: `[2, kind, seconds, nanos, payload]`, where kind 0 is
+    /// rows (payload `[[id, {field: value, ..}], ..]`), 1 a row (payload
+    /// `null` for an absent row, or `{field: value, ..}`), 2 a count (payload
+    /// an integer).
     pub fn to_cbor(&self) -> Result<Vec<u8>> {
         let capacity = match &self.value {
             SlotValue::Rows(rows) => rows.len(),

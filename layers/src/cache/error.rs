@@ -1,7 +1,7 @@
 //! Error types of the [`CacheService`](super::CacheService) middleware.
 //!
 //! The cache layer passes its inner service's errors through as
-//! [`BoxError`](tower::BoxError)s. One master read may answer many readers
+//! [`tower::BoxError`]s. One master read may answer many readers
 //! (single flight); each of them then gets a [`SharedError`] around the one
 //! original, which is its [`source`](std::error::Error::source):
 //!
