@@ -1,24 +1,24 @@
 //! [`LiveTable`]: an `AnyTable` with a cache in front, as a tower stack.
 
+mod default_stack;
 mod table_like;
 mod value_set;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use tower::util::{option_layer, Either};
-use tower::{Layer, ServiceBuilder, ServiceExt};
+use tower::{BoxError, Service, ServiceExt};
 use vantage_core::Result;
 use vantage_live_layers::error::into_vantage_error;
-use vantage_live_layers::write_queue::DEFAULT_BOUND;
 use vantage_live_layers::{
-    Cache, CacheLayer, CacheService, EventStatus, IdGenerator, InvalidateOnEvent,
-    InvalidateOnEventLayer, LiveStream, Request, Response, SlotKeys, Stats, StatsSnapshot,
-    TableService, Tracing, TracingLayer, View, WriteQueue, WriteQueueLayer,
+    Cache, CacheLayer, NoCache, Request, Response, SlotKeys, Stats, StatsSnapshot, View,
 };
 use vantage_table::any::AnyTable;
 use vantage_table::pagination::Pagination;
 use vantage_table::traits::table_like::TableLike;
+
+pub use self::default_stack::{CoreStack, LiveStack};
+use self::default_stack::Config;
 
 /// Which page [`LiveTable::page_cache_key`] names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,33 +58,6 @@ impl From<u32> for PageSelector {
         PageSelector::Number(page.into())
     }
 }
-
-/// The stack a [`LiveTable`] runs its requests through, outermost first:
-/// tracing, the event layer (with a live stream), the write queue, the
-/// cache, the table service.
-///
-/// [`Tracing`] is outermost, so its span covers everything a request does
-/// below it and its one `ERROR` per failed request is exactly what the
-/// caller sees. Its span is current when the write queue takes a write, so
-/// the queue carries it into the write's task: a write's invalidation and
-/// failure land in the trace of the request that made it.
-///
-/// Order matters. The cache layer sits directly on the table service, so a
-/// write's invalidation is part of the cache layer's write future. The write
-/// queue sits above it, so that whole future, invalidation included, runs on
-/// the write's own detached task: it completes even when the caller has gone,
-/// and before the caller's reply is sent. Reads bypass the queue and go
-/// straight to the cache layer, so they never wait behind writes.
-///
-/// With a live stream ([`LiveTable::with_live_stream`]) the stack is
-/// `Either::Left`, with [`InvalidateOnEvent`] outermost: it passes requests
-/// through, and its background task (which invalidates through the cache
-/// layer's own fence) lives exactly as long as the stack. Without one it is
-/// `Either::Right`, the core stack alone.
-pub type LiveStack = Tracing<Either<InvalidateOnEvent<CoreStack>, CoreStack>>;
-
-/// The stack below the event layer: write queue, cache, master.
-pub type CoreStack = WriteQueue<CacheService<TableService>>;
 
 /// A table with a cache in front: reads come from the cache when they can and
 /// fill it when they cannot, writes go to the master and drop the cache_key.
@@ -194,11 +167,26 @@ pub type CoreStack = WriteQueue<CacheService<TableService>>;
 ///
 /// Clones share the stack (and so the write queue), the cache and the
 /// master, and each has its own view: setting pagination or conditions on
-/// one clone does not change another. The `with_*` builders make a new stack
-/// with a queue of its own: configure a LiveTable before using it.
+/// one clone does not change another.
+///
+/// # Building
+///
+/// [`LiveTable::new`] and the `with_*` builders only hold settings: the
+/// stack is assembled on first use, and its tasks (the write queue's worker,
+/// the live-stream task) start with the first write or read. A `with_*`
+/// builder returns a LiveTable with a stack of its own: configure a
+/// LiveTable before using it.
+///
+/// # Your own stack
+///
+/// [`LiveTable::from_service`] puts a LiveTable (and so an `AnyTable`) over
+/// any tower service that answers [`Request`]s with [`Response`]s: the
+/// layers of this crate in another order, with tower's own middleware
+/// between them, or your own. The master supplies the metadata (`TableLike`:
+/// columns, id field, references); the stack answers the requests.
 #[derive(Clone)]
-pub struct LiveTable {
-    shared: Arc<Shared>,
+pub struct LiveTable<S = LiveStack> {
+    shared: Arc<Shared<S>>,
     pagination: Option<Pagination>,
     view: View,
     /// The master with this view's opaque conditions, if any were added.
@@ -212,177 +200,128 @@ struct Opaque {
     temporary: usize,
 }
 
-struct Shared {
-    config: Config,
-    keys: SlotKeys,
-    stats: Arc<Stats>,
-    stack: LiveStack,
-}
-
-#[derive(Clone)]
-struct Config {
+/// What every clone of a LiveTable shares.
+struct Shared<S> {
     master: AnyTable,
-    cache_key: String,
-    cache: Arc<dyn Cache>,
-    master_ipp: Option<i64>,
-    write_target: Option<AnyTable>,
-    ids: Option<IdGenerator>,
-    live_stream: Option<Arc<dyn LiveStream>>,
-    write_queue_bound: usize,
+    /// The cache layer the stack caches through: its cache_key, slot keys,
+    /// backend and counters.
+    cache: CacheLayer,
+    /// The settings of the default stack (`None` for a stack of your own).
+    config: Option<Config>,
+    /// The stack, assembled on first use.
+    stack: OnceLock<S>,
+    /// How to assemble it (`None` for a stack given ready-made).
+    assemble: Option<fn(&Shared<S>) -> S>,
 }
 
-impl Config {
-    fn build(self) -> Shared {
-        let mut table = TableService::new(self.master.clone());
-        if let Some(target) = &self.write_target {
-            table = table.with_write_target(target.clone());
+impl<S> Shared<S> {
+    fn new(
+        master: AnyTable,
+        cache: CacheLayer,
+        config: Option<Config>,
+        stack: Option<S>,
+        assemble: Option<fn(&Shared<S>) -> S>,
+    ) -> Self {
+        let cell = OnceLock::new();
+        if let Some(stack) = stack {
+            let _ = cell.set(stack);
         }
-        if let Some(ids) = &self.ids {
-            table = table.with_id_generator(ids.clone());
+        Self {
+            master,
+            cache,
+            config,
+            stack: cell,
+            assemble,
         }
-        let cache = CacheLayer::new(self.cache.clone(), self.cache_key.clone());
-        let keys = cache.slot_keys().clone();
-        let stats = cache.stats();
-        let events = self
-            .live_stream
-            .clone()
-            .map(|stream| InvalidateOnEventLayer::new(stream, cache.invalidator()));
-        // Outermost first; see `LiveStack` for why the order is this one.
-        let core = ServiceBuilder::new()
-            .layer(WriteQueueLayer::with_bound(self.write_queue_bound))
-            .layer(cache)
-            .service(table);
-        let stack =
-            TracingLayer::new(self.cache_key.clone()).layer(option_layer(events).layer(core));
-        Shared {
-            keys,
-            stats,
-            stack,
-            config: self,
-        }
+    }
+
+    /// The stack, assembled now if it was not yet.
+    fn stack(&self) -> &S {
+        self.stack.get_or_init(|| match self.assemble {
+            Some(assemble) => assemble(self),
+            None => unreachable!("a stack given ready-made is set at construction"),
+        })
     }
 }
 
-impl LiveTable {
-    /// Wrap `master` with `cache`, caching under `cache_key`.
+impl<S> LiveTable<S>
+where
+    S: Service<Request, Response = Response> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    /// A LiveTable that runs its reads and writes through `stack`, any tower
+    /// service answering [`Request`]s with [`Response`]s; `master` supplies
+    /// the metadata (`TableLike`), the view's conditions and references.
     ///
-    /// The cache_key is the caller's to choose and own: LiveTables that share
-    /// a cache (clones of one `Arc`) and a cache_key share slots and
-    /// invalidations, so give each distinct view of data its own key. Any
-    /// text works.
+    /// The stack's errors reach the caller as `VantageError`s
+    /// ([`into_vantage_error`]): the master's own unchanged, a timeout as
+    /// "the request timed out", and so on.
     ///
-    /// The LiveTable starts with the master's current pagination.
-    pub fn new(master: AnyTable, cache_key: impl Into<String>, cache: Arc<dyn Cache>) -> Self {
+    /// Give it the [`CacheLayer`] the stack caches through with
+    /// [`LiveTable::with_cache_layer`], so that [`LiveTable::stats`],
+    /// [`LiveTable::cache_key`] and the slot-key helpers speak of it;
+    /// without one they describe a `NoCache` under the master's table name.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use vantage_live::{CacheLayer, LiveTable, MemCache, TableService, WriteQueueLayer};
+    /// # fn demo(master: vantage_table::any::AnyTable) {
+    /// use tower::ServiceBuilder;
+    /// let cache = CacheLayer::new(Arc::new(MemCache::new()), "products");
+    /// let stack = ServiceBuilder::new()
+    ///     .layer(WriteQueueLayer::new())
+    ///     .layer(cache.clone())
+    ///     .timeout(Duration::from_secs(2)) // tower's own, below the cache
+    ///     .service(TableService::new(master.clone()));
+    /// let live = LiveTable::from_service(master, stack).with_cache_layer(&cache);
+    /// # let _ = live; }
+    /// ```
+    pub fn from_service(master: AnyTable, stack: S) -> Self {
+        let cache = CacheLayer::new(Arc::new(NoCache), master.table_name().to_owned());
         let pagination = master.get_pagination().copied();
-        let config = Config {
-            master,
-            cache_key: cache_key.into(),
-            cache,
-            master_ipp: None,
-            write_target: None,
-            ids: None,
-            live_stream: None,
-            write_queue_bound: DEFAULT_BOUND,
-        };
-        tracing::info!(cache_key = %config.cache_key, "LiveTable constructed");
         Self {
-            shared: Arc::new(config.build()),
+            shared: Arc::new(Shared::new(master, cache, None, Some(stack), None)),
             pagination,
             view: View::new().with_pagination(pagination),
             opaque: None,
         }
     }
 
-    fn rebuild(mut self, change: impl FnOnce(&mut Config)) -> Self {
-        let mut config = self.shared.config.clone();
-        change(&mut config);
-        self.shared = Arc::new(config.build());
+    /// Speak of `cache` (the cache layer this LiveTable's own stack caches
+    /// through) in [`LiveTable::stats`], [`LiveTable::cache_key`],
+    /// [`LiveTable::cache`] and the slot-key helpers. For a LiveTable over
+    /// a stack of your own.
+    pub fn with_cache_layer(mut self, cache: &CacheLayer) -> Self {
+        let shared = Shared::new(
+            self.shared.master.clone(),
+            cache.clone(),
+            self.shared.config.clone(),
+            self.shared.stack.get().cloned(),
+            self.shared.assemble,
+        );
+        self.shared = Arc::new(shared);
         self
     }
 
-    /// Record the master's items per page. It is set once: changing it would
-    /// invalidate every cached page, so make a new LiveTable instead.
-    ///
-    /// Stored for callers and future multi-page reads; reads do not use it
-    /// yet (keep the UI's page size at or below the master's).
-    pub fn with_master_ipp(self, ipp: i64) -> Self {
-        self.rebuild(|c| c.master_ipp = Some(ipp))
+    /// The stack requests run through (assembled now if this LiveTable has
+    /// not been used yet): for custom calls, and to measure it.
+    pub fn stack(&self) -> &S {
+        self.shared.stack()
     }
 
-    /// Send writes to `target` instead of the master; reads stay on the
-    /// master.
-    ///
-    /// Writes to the target go through the same queue, with the same
-    /// guarantees (first in first out, detached completion).
-    ///
-    /// A successful write still invalidates this LiveTable's own cache_key
-    /// (the one its reads are cached under), and nothing else: the target
-    /// commonly feeds the master (a review queue merged into it, a trigger),
-    /// so rows read before the write may be stale after it, and dropping
-    /// slots only ever costs a re-read. A write the target rejects leaves the
-    /// cache as it was. The target's own cache, if it has a LiveTable of its
-    /// own, is not touched.
-    pub fn with_custom_write_target(self, target: AnyTable) -> Self {
-        self.rebuild(|c| c.write_target = Some(target))
+    /// Run one request through the stack.
+    async fn call(&self, request: Request) -> Result<Response> {
+        self.stack()
+            .clone()
+            .oneshot(request)
+            .await
+            .map_err(|e| into_vantage_error(e.into()))
     }
+}
 
-    /// Generate the ids of `insert_return_id_value` with `ids`.
-    ///
-    /// `AnyTable` has no insert-returning-id call, so the LiveTable makes the
-    /// id and inserts the row under it. By default ids are UUID v7 text
-    /// (time-ordered, unique without a round trip); supply a generator when
-    /// the master's ids must follow another format.
-    pub fn with_id_generator(self, ids: impl Fn() -> String + Send + Sync + 'static) -> Self {
-        let ids: IdGenerator = Arc::new(ids);
-        self.rebuild(|c| c.ids = Some(ids))
-    }
-
-    /// Keep the cache honest with `stream`: every event it yields drops the
-    /// whole cache_key, so changes made outside this LiveTable (another
-    /// process, plain SQL, a trigger) show up in the next reads.
-    ///
-    /// A background task consumes the stream. It starts with the first read
-    /// or write (which waits for its first subscription), or with
-    /// [`LiveTable::start_live_stream`]. A stream that ends
-    /// is subscribed again with bounded, jittered backoff, and each
-    /// subscription drops the cache_key (events may have been missed). The
-    /// task ends when the last clone of this LiveTable is dropped. See
-    /// [`InvalidateOnEventLayer`] for the details and
-    /// [`LiveTable::live_stream_status`] to watch it.
-    pub fn with_live_stream(self, stream: Arc<dyn LiveStream>) -> Self {
-        self.rebuild(|c| c.live_stream = Some(stream))
-    }
-
-    /// Start the live-stream task now (on the current tokio runtime) instead
-    /// of with the first read or write. Useful to be listening before the
-    /// first request, or in tests that wait on
-    /// [`live_stream_status`](LiveTable::live_stream_status). Does nothing
-    /// without a live stream, if the task runs already, or outside a
-    /// runtime.
-    pub fn start_live_stream(&self) {
-        if let Either::Left(events) = self.shared.stack.get_ref() {
-            events.start();
-        }
-    }
-
-    /// Watch the live-stream task (`None` without
-    /// [`with_live_stream`](LiveTable::with_live_stream)): subscriptions,
-    /// events handled, whether it is subscribed.
-    pub fn live_stream_status(&self) -> Option<EventStatus> {
-        match self.shared.stack.get_ref() {
-            Either::Left(events) => Some(events.status()),
-            Either::Right(_) => None,
-        }
-    }
-
-    /// Let up to `bound` accepted writes wait in the write queue (default
-    /// 256); writers beyond that wait for room. See
-    /// [choosing a bound](vantage_live_layers::write_queue#choosing-a-bound).
-    /// A bound of 0 is taken as 1.
-    pub fn with_write_queue_bound(self, bound: usize) -> Self {
-        self.rebuild(|c| c.write_queue_bound = bound.max(1))
-    }
-
+impl<S> LiveTable<S> {
     /// What this LiveTable has done so far: a cheap snapshot of its
     /// counters (relaxed atomic loads), shared by all its clones.
     ///
@@ -410,38 +349,42 @@ impl LiveTable {
     /// # }
     /// ```
     pub fn stats(&self) -> StatsSnapshot {
-        self.shared.stats.snapshot()
+        self.shared.cache.stats().snapshot()
     }
 
-    /// How many accepted writes may wait in the write queue.
-    pub fn write_queue_bound(&self) -> usize {
-        self.shared.config.write_queue_bound
-    }
-
-    /// The master's items per page, as given to [`LiveTable::with_master_ipp`].
-    pub fn master_ipp(&self) -> Option<i64> {
-        self.shared.config.master_ipp
+    /// The counters themselves, shared (see [`LiveTable::stats`]).
+    pub fn stats_handle(&self) -> Arc<Stats> {
+        self.shared.cache.stats()
     }
 
     /// The cache_key this LiveTable caches under.
     pub fn cache_key(&self) -> &str {
-        &self.shared.config.cache_key
+        self.keys().cache_key()
     }
 
     /// The cache backend.
     pub fn cache(&self) -> &Arc<dyn Cache> {
-        &self.shared.config.cache
+        self.shared.cache.cache()
+    }
+
+    /// The cache layer this LiveTable's stack caches through.
+    pub fn cache_layer(&self) -> &CacheLayer {
+        &self.shared.cache
     }
 
     /// The master table.
     pub fn master(&self) -> &AnyTable {
-        &self.shared.config.master
+        &self.shared.master
     }
 
     /// Whether reads of the current view can be served from the cache (no
     /// opaque conditions are set).
     pub fn is_cacheable(&self) -> bool {
         self.view.is_cacheable()
+    }
+
+    fn keys(&self) -> &SlotKeys {
+        self.shared.cache.slot_keys()
     }
 
     /// The cache slot key of the current view's list at `page`. For
@@ -460,31 +403,20 @@ impl LiveTable {
                 None => Some(Pagination::new(n, Pagination::default().get_ipp())),
             },
         };
-        self.shared
-            .keys
+        self.keys()
             .list(&self.view.clone().with_pagination(pagination))
     }
 
     /// The cache slot key of row `id` in the current view. For debugging and
     /// tests.
     pub fn id_cache_key(&self, id: &str) -> String {
-        self.shared.keys.id(&self.view, id)
+        self.keys().id(&self.view, id)
     }
 
     /// The cache slot key of the current view's count. For debugging and
     /// tests.
     pub fn count_cache_key(&self) -> String {
-        self.shared.keys.count(&self.view)
-    }
-
-    /// Run one request through the stack.
-    async fn call(&self, request: Request) -> Result<Response> {
-        self.shared
-            .stack
-            .clone()
-            .oneshot(request)
-            .await
-            .map_err(into_vantage_error)
+        self.keys().count(&self.view)
     }
 
     /// The master with this view's conditions applied (for metadata calls
@@ -492,7 +424,7 @@ impl LiveTable {
     fn view_table(&self) -> Result<AnyTable> {
         let mut table = match &self.opaque {
             Some(o) => o.table.clone(),
-            None => self.shared.config.master.clone(),
+            None => self.shared.master.clone(),
         };
         for (field, value) in self.view.eq_conditions() {
             table.add_condition_eq(field, value)?;
@@ -515,29 +447,29 @@ impl LiveTable {
 
     fn opaque_base(&self) -> Opaque {
         self.opaque.clone().unwrap_or_else(|| Opaque {
-            table: self.shared.config.master.clone(),
+            table: self.shared.master.clone(),
             permanent: false,
             temporary: 0,
         })
     }
 }
 
-impl fmt::Debug for LiveTable {
+impl<S> fmt::Debug for LiveTable<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("LiveTable")
-            .field("cache_key", &self.shared.config.cache_key)
-            .field("master", &self.shared.config.master)
-            .field("master_ipp", &self.shared.config.master_ipp)
-            .field("view", &self.view)
-            .field(
-                "write_target",
-                &self
-                    .shared
-                    .config
-                    .write_target
-                    .as_ref()
-                    .map(|t| t.table_name()),
-            )
-            .finish()
+        let mut out = f.debug_struct("LiveTable");
+        out.field("cache_key", &self.cache_key())
+            .field("master", &self.shared.master)
+            .field("view", &self.view);
+        match &self.shared.config {
+            Some(config) => out
+                .field("master_ipp", &config.master_ipp)
+                .field(
+                    "write_target",
+                    &config.write_target.as_ref().map(|t| t.table_name()),
+                )
+                .field("stack", &"default"),
+            None => out.field("stack", &"custom"),
+        };
+        out.finish()
     }
 }

@@ -7,7 +7,8 @@ use async_trait::async_trait;
 use indexmap::IndexMap;
 use vantage_core::{error, Result};
 use vantage_expressions::AnyExpression;
-use vantage_live_layers::{Request, Value};
+use tower::{BoxError, Service};
+use vantage_live_layers::{Request, Response, Value};
 use vantage_table::any::AnyTable;
 use vantage_table::conditions::ConditionHandle;
 use vantage_table::pagination::Pagination;
@@ -16,7 +17,12 @@ use vantage_table::traits::table_like::TableLike;
 use super::LiveTable;
 
 #[async_trait]
-impl TableLike for LiveTable {
+impl<S> TableLike for LiveTable<S>
+where
+    S: Service<Request, Response = Response> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
     fn table_name(&self) -> &str {
         self.master().table_name()
     }

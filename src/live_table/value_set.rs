@@ -6,12 +6,18 @@ use async_trait::async_trait;
 use indexmap::IndexMap;
 use vantage_core::Result;
 use vantage_dataset::traits::{InsertableValueSet, ReadableValueSet, ValueSet, WritableValueSet};
-use vantage_live_layers::{Request, Rows, Value, WriteRequest};
+use tower::{BoxError, Service};
+use vantage_live_layers::{Request, Response, Rows, Value, WriteRequest};
 use vantage_types::Record;
 
 use super::LiveTable;
 
-impl LiveTable {
+impl<S> LiveTable<S>
+where
+    S: Service<Request, Response = Response> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
     /// The rows of the current view, shared with the cache: no copy.
     ///
     /// The same view, slot and guarantees as
@@ -54,13 +60,18 @@ impl LiveTable {
     }
 }
 
-impl ValueSet for LiveTable {
+impl<S> ValueSet for LiveTable<S> {
     type Id = String;
     type Value = Value;
 }
 
 #[async_trait]
-impl ReadableValueSet for LiveTable {
+impl<S> ReadableValueSet for LiveTable<S>
+where
+    S: Service<Request, Response = Response> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
     async fn list_values(&self) -> Result<IndexMap<String, Record<Value>>> {
         self.call(Request::List(self.view.clone()))
             .await?
@@ -84,7 +95,12 @@ impl ReadableValueSet for LiveTable {
 }
 
 #[async_trait]
-impl WritableValueSet for LiveTable {
+impl<S> WritableValueSet for LiveTable<S>
+where
+    S: Service<Request, Response = Response> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
     async fn insert_value(&self, id: &String, record: &Record<Value>) -> Result<Record<Value>> {
         self.call(
             WriteRequest::Insert {
@@ -145,7 +161,12 @@ impl WritableValueSet for LiveTable {
 /// id (UUID v7 by default; see [`LiveTable::with_id_generator`]) and inserts
 /// the row under it. The returned id reads back with `get_value`.
 #[async_trait]
-impl InsertableValueSet for LiveTable {
+impl<S> InsertableValueSet for LiveTable<S>
+where
+    S: Service<Request, Response = Response> + Clone + Send + Sync + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
     async fn insert_return_id_value(&self, record: &Record<Value>) -> Result<String> {
         self.call(
             WriteRequest::InsertReturnId {

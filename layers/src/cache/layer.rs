@@ -52,6 +52,16 @@ impl CacheLayer {
         &self.shared.keys
     }
 
+    /// The cache_key this layer caches under.
+    pub fn cache_key(&self) -> &str {
+        self.shared.keys.cache_key()
+    }
+
+    /// The cache backend, as given.
+    pub fn cache(&self) -> &Arc<dyn Cache> {
+        &self.shared.cache
+    }
+
     /// The counters shared by every service this layer builds, its
     /// invalidators and the event layers fed by them: hits, misses, master
     /// reads, writes, invalidations, events. Take a

@@ -1,0 +1,235 @@
+//! The stack [`LiveTable::new`] assembles, and the builders that choose its
+//! settings.
+
+use std::sync::Arc;
+
+use tower::util::{option_layer, Either};
+
+use tower::{Layer, ServiceBuilder};
+use vantage_live_layers::write_queue::DEFAULT_BOUND;
+use vantage_live_layers::{
+    Cache, CacheLayer, CacheService, EventStatus, IdGenerator, InvalidateOnEvent,
+    InvalidateOnEventLayer, LiveStream, TableService, Tracing, TracingLayer, View, WriteQueue,
+    WriteQueueLayer,
+};
+use vantage_table::any::AnyTable;
+use vantage_table::traits::table_like::TableLike;
+
+use super::{LiveTable, Shared};
+
+/// The stack a [`LiveTable`] runs its requests through, outermost first:
+/// tracing, the event layer (with a live stream), the write queue, the
+/// cache, the table service.
+///
+/// [`Tracing`] is outermost, so its span covers everything a request does
+/// below it and its one `ERROR` per failed request is exactly what the
+/// caller sees. Its span is current when the write queue takes a write, so
+/// the queue carries it into the write's task: a write's invalidation and
+/// failure land in the trace of the request that made it.
+///
+/// Order matters. The cache layer sits directly on the table service, so a
+/// write's invalidation is part of the cache layer's write future. The write
+/// queue sits above it, so that whole future, invalidation included, runs on
+/// the write's own detached task: it completes even when the caller has gone,
+/// and before the caller's reply is sent. Reads bypass the queue and go
+/// straight to the cache layer, so they never wait behind writes.
+///
+/// With a live stream ([`LiveTable::with_live_stream`]) the stack is
+/// `Either::Left`, with [`InvalidateOnEvent`] outermost: it passes requests
+/// through, and its background task (which invalidates through the cache
+/// layer's own fence) lives exactly as long as the stack. Without one it is
+/// `Either::Right`, the core stack alone.
+pub type LiveStack = Tracing<Either<InvalidateOnEvent<CoreStack>, CoreStack>>;
+
+/// The stack below the event layer: write queue, cache, master.
+pub type CoreStack = WriteQueue<CacheService<TableService>>;
+
+/// The settings of the default stack: what the builders set, and all that a
+/// `with_*` call changes. Nothing here runs until the stack is assembled.
+#[derive(Clone)]
+pub(super) struct Config {
+    pub(super) master_ipp: Option<i64>,
+    pub(super) write_target: Option<AnyTable>,
+    ids: Option<IdGenerator>,
+    live_stream: Option<Arc<dyn LiveStream>>,
+    write_queue_bound: usize,
+    /// The event layer, made with the settings (it starts nothing until the
+    /// first request), so that its status can be watched before first use.
+    events: Option<InvalidateOnEventLayer>,
+}
+
+impl Config {
+    fn new() -> Self {
+        Self {
+            master_ipp: None,
+            write_target: None,
+            ids: None,
+            live_stream: None,
+            write_queue_bound: DEFAULT_BOUND,
+            events: None,
+        }
+    }
+}
+
+impl LiveTable {
+    /// Wrap `master` with `cache`, caching under `cache_key`.
+    ///
+    /// The cache_key is the caller's to choose and own: LiveTables that share
+    /// a cache backend (the same instance or clones of it) and a cache_key
+    /// share slots and invalidations, so give each distinct view of data its
+    /// own key. Any text works.
+    ///
+    /// The LiveTable starts with the master's current pagination. Nothing
+    /// runs until its first read or write (see [Building](LiveTable#building)).
+    pub fn new(master: AnyTable, cache_key: impl Into<String>, cache: Arc<dyn Cache>) -> Self {
+        let cache_key = cache_key.into();
+        tracing::info!(cache_key = %cache_key, "LiveTable constructed");
+        let pagination = master.get_pagination().copied();
+        let cache = CacheLayer::new(cache, cache_key);
+        Self {
+            shared: Arc::new(Shared::new(master, cache, Some(Config::new()), None, Some(assemble))),
+            pagination,
+            view: View::new().with_pagination(pagination),
+            opaque: None,
+        }
+    }
+
+    /// A LiveTable with the same master, cache and view, whose default stack
+    /// has `change`d settings (and state of its own: a new cache layer with
+    /// fresh counters, a new write queue).
+    fn rebuild(mut self, change: impl FnOnce(&mut Config)) -> Self {
+        let mut config = self.shared.config.clone().unwrap_or_else(Config::new);
+        change(&mut config);
+        let cache = CacheLayer::new(
+            self.shared.cache.cache().clone(),
+            self.shared.cache.slot_keys().cache_key().to_owned(),
+        );
+        config.events = config
+            .live_stream
+            .clone()
+            .map(|stream| InvalidateOnEventLayer::new(stream, cache.invalidator()));
+        self.shared = Arc::new(Shared::new(
+            self.shared.master.clone(),
+            cache,
+            Some(config),
+            None,
+            Some(assemble),
+        ));
+        self
+    }
+
+    fn config(&self) -> Option<&Config> {
+        self.shared.config.as_ref()
+    }
+
+    /// Record the master's items per page. It is set once: changing it would
+    /// invalidate every cached page, so make a new LiveTable instead.
+    ///
+    /// Stored for callers and future multi-page reads; reads do not use it
+    /// yet (keep the UI's page size at or below the master's).
+    pub fn with_master_ipp(self, ipp: i64) -> Self {
+        self.rebuild(|c| c.master_ipp = Some(ipp))
+    }
+
+    /// Send writes to `target` instead of the master; reads stay on the
+    /// master.
+    ///
+    /// Writes to the target go through the same queue, with the same
+    /// guarantees (first in first out, detached completion).
+    ///
+    /// A successful write still invalidates this LiveTable's own cache_key
+    /// (the one its reads are cached under), and nothing else: the target
+    /// commonly feeds the master (a review queue merged into it, a trigger),
+    /// so rows read before the write may be stale after it, and dropping
+    /// slots only ever costs a re-read. A write the target rejects leaves the
+    /// cache as it was. The target's own cache, if it has a LiveTable of its
+    /// own, is not touched.
+    pub fn with_custom_write_target(self, target: AnyTable) -> Self {
+        self.rebuild(|c| c.write_target = Some(target))
+    }
+
+    /// Generate the ids of `insert_return_id_value` with `ids`.
+    ///
+    /// `AnyTable` has no insert-returning-id call, so the LiveTable makes the
+    /// id and inserts the row under it. By default ids are UUID v7 text
+    /// (time-ordered, unique without a round trip); supply a generator when
+    /// the master's ids must follow another format.
+    pub fn with_id_generator(self, ids: impl Fn() -> String + Send + Sync + 'static) -> Self {
+        let ids: IdGenerator = Arc::new(ids);
+        self.rebuild(|c| c.ids = Some(ids))
+    }
+
+    /// Keep the cache honest with `stream`: every event it yields drops the
+    /// whole cache_key, so changes made outside this LiveTable (another
+    /// process, plain SQL, a trigger) show up in the next reads.
+    ///
+    /// A background task consumes the stream. It starts with the first read
+    /// or write (which waits for its first subscription), or with
+    /// [`LiveTable::start_live_stream`]. A stream that ends is subscribed
+    /// again with bounded, jittered backoff, and each subscription drops the
+    /// cache_key (events may have been missed). The task ends when the last
+    /// clone of this LiveTable is dropped. See [`InvalidateOnEventLayer`] for
+    /// the details and [`LiveTable::live_stream_status`] to watch it.
+    pub fn with_live_stream(self, stream: Arc<dyn LiveStream>) -> Self {
+        self.rebuild(|c| c.live_stream = Some(stream))
+    }
+
+    /// Start the live-stream task now (on the current tokio runtime) instead
+    /// of with the first read or write. Useful to be listening before the
+    /// first request, or in tests that wait on
+    /// [`live_stream_status`](LiveTable::live_stream_status). Does nothing
+    /// without a live stream, if the task runs already, or outside a
+    /// runtime.
+    pub fn start_live_stream(&self) {
+        if let Some(events) = self.config().and_then(|c| c.events.as_ref()) {
+            events.start();
+        }
+    }
+
+    /// Watch the live-stream task (`None` without
+    /// [`with_live_stream`](LiveTable::with_live_stream)): subscriptions,
+    /// events handled, whether it is subscribed.
+    pub fn live_stream_status(&self) -> Option<EventStatus> {
+        self.config()
+            .and_then(|c| c.events.as_ref())
+            .map(InvalidateOnEventLayer::status)
+    }
+
+    /// Let up to `bound` accepted writes wait in the write queue (default
+    /// 256); writers beyond that wait for room. See
+    /// [choosing a bound](vantage_live_layers::write_queue#choosing-a-bound).
+    /// A bound of 0 is taken as 1.
+    pub fn with_write_queue_bound(self, bound: usize) -> Self {
+        self.rebuild(|c| c.write_queue_bound = bound.max(1))
+    }
+
+    /// How many accepted writes may wait in the write queue.
+    pub fn write_queue_bound(&self) -> usize {
+        self.config().map_or(DEFAULT_BOUND, |c| c.write_queue_bound)
+    }
+
+    /// The master's items per page, as given to [`LiveTable::with_master_ipp`].
+    pub fn master_ipp(&self) -> Option<i64> {
+        self.config().and_then(|c| c.master_ipp)
+    }
+}
+
+/// Assemble the default stack from the settings.
+pub(super) fn assemble(shared: &Shared<LiveStack>) -> LiveStack {
+    let config = shared.config.clone().unwrap_or_else(Config::new);
+    let cache = shared.cache.clone();
+    let mut table = TableService::new(shared.master.clone());
+    if let Some(target) = &config.write_target {
+        table = table.with_write_target(target.clone());
+    }
+    if let Some(ids) = &config.ids {
+        table = table.with_id_generator(ids.clone());
+    }
+    let cache_key = cache.slot_keys().cache_key().to_owned();
+    // Outermost first; see `LiveStack` for why the order is this one.
+    let core = ServiceBuilder::new()
+        .layer(WriteQueueLayer::with_bound(config.write_queue_bound))
+        .layer(cache)
+        .service(table);
+    TracingLayer::new(cache_key).layer(option_layer(config.events).layer(core))
+}
