@@ -30,7 +30,7 @@ async fn miss_then_fill_then_hit() {
     common::init_tracing();
     for master in common::all_masters("product").await {
         let cache = Arc::new(MemCache::new());
-        let live = LiveTable::new(master.table.clone(), "products", cache.clone());
+        let live = common::live(master.table.clone(), "products", cache.clone());
         let key = live.page_cache_key(None);
         assert!(
             cache.get(&key).await.unwrap().is_none(),
@@ -59,7 +59,7 @@ async fn hit_is_served_while_the_master_is_down() {
         for tc in common::storing_caches() {
             let what = format!("{} over {}", tc.name, master.kind);
             let (wrapped, probe) = Instrumented::wrap(master.table.clone());
-            let live = LiveTable::new(wrapped, "products", tc.cache.clone());
+            let live = common::live(wrapped, "products", tc.cache.clone());
             let direct = master.table.list_values().await.unwrap();
             assert_rows(&live.list_values().await.unwrap(), &direct, &what);
 
@@ -112,7 +112,7 @@ async fn hit_is_served_after_the_sqlite_pool_is_closed() {
     common::init_tracing();
     let master = common::sqlite_master("product").await;
     let cache = Arc::new(MemCache::new());
-    let live = LiveTable::new(master.table.clone(), "products", cache.clone());
+    let live = common::live(master.table.clone(), "products", cache.clone());
     let rows = live.list_values().await.unwrap();
     let row = live.get_value(&ID.to_string()).await.unwrap();
     let count = live.get_count().await.unwrap();
@@ -147,7 +147,7 @@ async fn get_value_fills_a_per_id_slot() {
         let what = master.kind;
         let cache = Arc::new(MemCache::new());
         let (wrapped, probe) = Instrumented::wrap(master.table.clone());
-        let live = LiveTable::new(wrapped, "products", cache.clone());
+        let live = common::live(wrapped, "products", cache.clone());
 
         let id_key = live.id_cache_key(ID);
         let keys = [
@@ -196,7 +196,7 @@ async fn a_missing_id_is_cached_as_absent_until_a_change_drops_it() {
         let what = master.kind;
         let cache = Arc::new(MemCache::new());
         let (wrapped, probe) = Instrumented::wrap(master.table.clone());
-        let live = LiveTable::new(wrapped, "products", cache.clone());
+        let live = common::live(wrapped, "products", cache.clone());
         let id = "p13_new_bun".to_string();
 
         assert_eq!(live.get_value(&id).await.unwrap(), None, "{what}");
@@ -232,7 +232,7 @@ async fn count_is_cached() {
         let what = master.kind;
         let cache = Arc::new(MemCache::new());
         let (wrapped, probe) = Instrumented::wrap(master.table.clone());
-        let live = LiveTable::new(wrapped, "products", cache.clone());
+        let live = common::live(wrapped, "products", cache.clone());
         let seeded = common::seed_len("product") as i64;
 
         assert!(cache.get(&live.count_cache_key()).await.unwrap().is_none());
@@ -269,7 +269,7 @@ async fn master_reads_are_counted() {
     for master in common::embedded_masters("product").await {
         let what = master.kind;
         let (wrapped, probe) = Instrumented::wrap(master.table.clone());
-        let live = LiveTable::new(wrapped, "products", Arc::new(MemCache::new()));
+        let live = common::live(wrapped, "products", Arc::new(MemCache::new()));
 
         live.list_values().await.unwrap();
         assert_eq!(probe.reads(), 1, "{what}: first list reads the master once");
@@ -289,11 +289,11 @@ async fn master_reads_are_counted() {
         assert_eq!(probe.reads(), 3, "{what}: a clone hits too");
 
         // Another LiveTable on the same cache and cache_key shares the slots.
-        let twin = LiveTable::new(live.master().clone(), "products", live.cache().clone());
+        let twin = common::live(live.master().clone(), "products", live.cache().clone());
         twin.list_values().await.unwrap();
         assert_eq!(probe.reads(), 3, "{what}: same cache_key, same slots");
         // A different cache_key on the same cache does not.
-        let other = LiveTable::new(live.master().clone(), "products-2", live.cache().clone());
+        let other = common::live(live.master().clone(), "products-2", live.cache().clone());
         other.list_values().await.unwrap();
         assert_eq!(probe.reads(), 4, "{what}: another cache_key misses");
     }
@@ -306,7 +306,7 @@ async fn get_some_value_passes_through() {
         let what = master.kind;
         let cache = Arc::new(MemCache::new());
         let (wrapped, probe) = Instrumented::wrap(master.table.clone());
-        let live = LiveTable::new(wrapped, "products", cache.clone());
+        let live = common::live(wrapped, "products", cache.clone());
 
         let expected = master.table.get_some_value().await.unwrap();
         assert!(expected.is_some(), "{what}");
@@ -335,7 +335,7 @@ async fn no_cache_parity() {
     for master in common::embedded_masters("product").await {
         let what = master.kind;
         let (wrapped, probe) = Instrumented::wrap(master.table.clone());
-        let live = LiveTable::new(wrapped, "products", Arc::new(NoCache));
+        let live = common::live(wrapped, "products", Arc::new(NoCache));
         let mut paged = live.clone();
         paged.set_pagination(Some(Pagination::new(2, 5)));
 
@@ -389,7 +389,7 @@ async fn add_condition_eq_rejected_by_the_master_leaves_the_view_unchanged() {
     for master in common::embedded_masters("product").await {
         let what = master.kind;
         let (wrapped, probe) = Instrumented::wrap(master.table.clone());
-        let mut live = LiveTable::new(wrapped, "products", Arc::new(MemCache::new()));
+        let mut live = common::live(wrapped, "products", Arc::new(MemCache::new()));
         let rows = live.list_values().await.unwrap();
         let keys_before = (
             live.page_cache_key(None),
@@ -427,7 +427,7 @@ async fn opaque_condition_rejected_by_the_master_leaves_the_live_table_cacheable
     for master in common::embedded_masters("product").await {
         let what = master.kind;
         let (wrapped, probe) = Instrumented::wrap(master.table.clone());
-        let mut live = LiveTable::new(wrapped, "products", Arc::new(MemCache::new()));
+        let mut live = common::live(wrapped, "products", Arc::new(MemCache::new()));
         live.list_values().await.unwrap();
         let key = live.page_cache_key(None);
 
@@ -457,7 +457,7 @@ async fn master_changed_behind_the_back_shows_only_after_invalidation() {
             let master_table = master.table.clone();
             // Each round uses its own rows on the shared master.
             let id = format!("p13_{}", tc.name);
-            let live = LiveTable::new(master_table.clone(), "products", tc.cache.clone());
+            let live = common::live(master_table.clone(), "products", tc.cache.clone());
             let before = live.list_values().await.unwrap();
             let row_before = live.get_value(&ID.to_string()).await.unwrap();
 
@@ -520,7 +520,7 @@ async fn wrong_shaped_or_undecodable_slots_are_misses() {
     // Wrong shapes cannot be planted through the seed's `put`: a count that
     // is text, an id slot with no row at all.
     let cache = Arc::new(MemCache::new());
-    let live = LiveTable::new(master.table.clone(), "products", cache.clone());
+    let live = common::live(master.table.clone(), "products", cache.clone());
     let junk = |field: &str, value: ciborium::Value| {
         let mut record = vantage_types::Record::new();
         record.insert(field.to_string(), value);
@@ -552,7 +552,7 @@ async fn wrong_shaped_or_undecodable_slots_are_misses() {
     // Undecodable bytes in a RedbCache slot, planted with redb itself.
     let dir = tempfile::tempdir().unwrap();
     let key =
-        LiveTable::new(master.table.clone(), "products", Arc::new(NoCache)).page_cache_key(None);
+        common::live(master.table.clone(), "products", Arc::new(NoCache)).page_cache_key(None);
     {
         let (namespace, slot) = vantage_live_layers::cache::split_key(&key);
         let db = redb::Database::create(dir.path().join("vlive.redb")).unwrap();
@@ -569,7 +569,7 @@ async fn wrong_shaped_or_undecodable_slots_are_misses() {
     }
     let cache: Arc<dyn Cache> = Arc::new(vantage_live::RedbCache::open(dir.path()).unwrap());
     assert!(cache.get(&key).await.is_err(), "the slot really is junk");
-    let live = LiveTable::new(master.table.clone(), "products", cache.clone());
+    let live = common::live(master.table.clone(), "products", cache.clone());
     assert_rows(
         &live.list_values().await.unwrap(),
         &master_rows(&master.table, None).await,
@@ -594,7 +594,7 @@ async fn awkward_ids_get_their_own_slots() {
         }
         let cache = Arc::new(MemCache::new());
         let (wrapped, probe) = Instrumented::wrap(master.table.clone());
-        let live = LiveTable::new(wrapped, "products", cache.clone());
+        let live = common::live(wrapped, "products", cache.clone());
         let keys: Vec<String> = ids.iter().map(|id| live.id_cache_key(id)).collect();
         for (i, a) in keys.iter().enumerate() {
             for b in &keys[i + 1..] {
@@ -640,7 +640,7 @@ async fn any_cache_key_text_works_and_stays_isolated() {
         let (wrapped, probe) = Instrumented::wrap(master.table.clone());
         let lives: Vec<LiveTable> = cache_keys
             .iter()
-            .map(|k| LiveTable::new(wrapped.clone(), k.clone(), tc.cache.clone()))
+            .map(|k| common::live(wrapped.clone(), k.clone(), tc.cache.clone()))
             .collect();
         for live in &lives {
             live.list_values().await.unwrap();
@@ -707,7 +707,7 @@ async fn a_backend_that_stores_nothing_is_never_filled() {
 
     let master = common::redb_master("product").await;
     let cache = Arc::new(Forgetful::default());
-    let live = LiveTable::new(master.table.clone(), "products", cache.clone());
+    let live = common::live(master.table.clone(), "products", cache.clone());
     assert_rows(
         &live.list_values().await.unwrap(),
         &master_rows(&master.table, None).await,
@@ -788,7 +788,7 @@ async fn a_read_that_missed_before_a_fill_serves_it_instead_of_rereading() {
         entered: Notify::new(),
         gate: Semaphore::new(0),
     });
-    let live = LiveTable::new(wrapped, "products", cache.clone());
+    let live = common::live(wrapped, "products", cache.clone());
 
     // B misses, then stalls before looking for a flight.
     let late = tokio::spawn({
@@ -804,4 +804,11 @@ async fn a_read_that_missed_before_a_fill_serves_it_instead_of_rereading() {
     let second = late.await.unwrap();
     assert_rows(&second, &first, "the late read");
     assert_eq!(probe.reads(), 1, "the late read went to the master again");
+}
+
+/// The same tests, over a stack with tower middleware between the cache and
+/// the master (see `tests/common/stacks.rs`).
+#[test]
+fn the_suite_passes_over_a_custom_stack() {
+    common::stacks::rerun_over_custom_stack("the_suite_passes_over_a_custom_stack");
 }

@@ -14,7 +14,7 @@ use vantage_types::Record;
 const ROW: &str = "p01_baguette";
 
 fn live(master: &Master) -> LiveTable {
-    LiveTable::new(master.table.clone(), "products", Arc::new(MemCache::new()))
+    common::live(master.table.clone(), "products", Arc::new(MemCache::new()))
 }
 
 /// The slots a write must drop: the unpaginated page and one id.
@@ -263,4 +263,11 @@ fn a_live_table_is_built_outside_a_runtime() {
             .unwrap()
             .is_none());
     });
+}
+
+/// The same tests, over a stack with tower middleware between the cache and
+/// the master (see `tests/common/stacks.rs`).
+#[test]
+fn the_suite_passes_over_a_custom_stack() {
+    common::stacks::rerun_over_custom_stack("the_suite_passes_over_a_custom_stack");
 }

@@ -26,7 +26,7 @@ use vantage_table::traits::table_like::TableLike;
 use vantage_types::Record;
 
 fn live(table: AnyTable) -> LiveTable {
-    LiveTable::new(table, "products", Arc::new(MemCache::new()))
+    common::live(table, "products", Arc::new(MemCache::new()))
 }
 
 type Write = Pin<Box<dyn Future<Output = Result<()>> + Send>>;
@@ -408,4 +408,11 @@ async fn a_full_queue_applies_back_pressure() {
         .await
         .unwrap()
         .is_none());
+}
+
+/// The same tests, over a stack with tower middleware between the cache and
+/// the master (see `tests/common/stacks.rs`).
+#[test]
+fn the_suite_passes_over_a_custom_stack() {
+    common::stacks::rerun_over_custom_stack("the_suite_passes_over_a_custom_stack");
 }

@@ -134,8 +134,8 @@ async fn slow_read_overlapping_a_write(
     what: &str,
 ) {
     let (wrapped, probe) = Instrumented::wrap(master.table.clone());
-    let reader = paged(&LiveTable::new(wrapped, KEY, cache.clone()), page(1));
-    let other = LiveTable::new(master.table.clone(), KEY, cache.clone());
+    let reader = paged(&common::live(wrapped, KEY, cache.clone()), page(1));
+    let other = common::live(master.table.clone(), KEY, cache.clone());
     let before = master_rows(&master.table, page(1)).await;
     assert!(before.contains_key(ROW), "{what}: {ROW} is on page 1");
 
@@ -228,8 +228,8 @@ async fn slow_read_overlapping_an_event(
 ) {
     let source = ManualLiveStream::new();
     let (wrapped, probe) = Instrumented::wrap(master.table.clone());
-    let mut reader = LiveTable::new(wrapped, KEY, cache.clone());
-    let mut other = LiveTable::new(master.table.clone(), KEY, cache.clone());
+    let mut reader = common::live(wrapped, KEY, cache.clone());
+    let mut other = common::live(master.table.clone(), KEY, cache.clone());
     match on {
         EventOn::SameTable => reader = reader.with_live_stream(Arc::new(source.clone())),
         EventOn::OtherTable => other = other.with_live_stream(Arc::new(source.clone())),
@@ -310,8 +310,8 @@ async fn a_read_issued_after_an_acknowledged_write_does_not_join_an_older_flight
                     faulty.get.set(lookup);
                     let cache: Arc<dyn Cache> = faulty.clone();
                     let (wrapped, probe) = Instrumented::wrap(master.table.clone());
-                    let reader = paged(&LiveTable::new(wrapped, KEY, cache.clone()), page(1));
-                    let other = LiveTable::new(master.table.clone(), KEY, cache.clone());
+                    let reader = paged(&common::live(wrapped, KEY, cache.clone()), page(1));
+                    let other = common::live(master.table.clone(), KEY, cache.clone());
                     let before = master_rows(&master.table, page(1)).await;
 
                     let mut held = probe.hold_reads(1);
@@ -437,7 +437,7 @@ async fn sixty_four_concurrent_cold_reads_of_one_slot_make_exactly_one_master_re
                 let faulty = FaultyCache::around(cache.clone());
                 let (wrapped, probe) = Instrumented::wrap(master.table.clone());
                 let key = format!("{KEY}-{slot:?}");
-                let live = LiveTable::new(wrapped, key, faulty.clone());
+                let live = common::live(wrapped, key, faulty.clone());
                 let expected = slot.on_master(&master.table).await;
 
                 let mut held = probe.hold_reads(1);
@@ -475,7 +475,7 @@ async fn an_error_reaches_every_waiter_and_is_not_cached() {
             let what = format!("{name} / {slot:?}");
             let faulty = FaultyCache::around(cache.clone());
             let (wrapped, probe) = Instrumented::wrap(master.table.clone());
-            let live = LiveTable::new(wrapped, format!("{KEY}-{slot:?}"), faulty.clone());
+            let live = common::live(wrapped, format!("{KEY}-{slot:?}"), faulty.clone());
             probe.set_down(true);
 
             let mut held = probe.hold_reads(1);
@@ -516,7 +516,7 @@ async fn a_waiter_that_gives_up_does_not_cancel_the_read_for_the_others() {
     {
         let faulty = FaultyCache::around(cache.clone());
         let (wrapped, probe) = Instrumented::wrap(master.table.clone());
-        let live = LiveTable::new(wrapped, KEY, faulty.clone());
+        let live = common::live(wrapped, KEY, faulty.clone());
         let expected = Slot::Page.on_master(&master.table).await;
         let key = Slot::Page.key(&live);
 
@@ -577,7 +577,7 @@ async fn warm_slots_keep_serving_while_the_master_is_down_and_cold_reads_fail_pr
         {
             let what = format!("{} / {name}", master.kind);
             let (wrapped, probe) = Instrumented::wrap(master.table.clone());
-            let live = LiveTable::new(wrapped, KEY, cache.clone());
+            let live = common::live(wrapped, KEY, cache.clone());
             let warm: Vec<String> = {
                 let mut out = Vec::new();
                 for slot in Slot::ALL {
@@ -646,7 +646,7 @@ fn faulty_tables(master: &Master) -> Vec<(&'static str, Faulty)> {
         .map(|TestCache { name, cache, dir }| {
             let faulty = FaultyCache::around(cache);
             let (wrapped, probe) = Instrumented::wrap(master.table.clone());
-            let live = LiveTable::new(wrapped, KEY, faulty.clone());
+            let live = common::live(wrapped, KEY, faulty.clone());
             (
                 name,
                 Faulty {
@@ -771,9 +771,9 @@ async fn a_failed_invalidation_makes_every_sharer_bypass_the_cache_until_one_suc
         {
             let what = format!("{} / {name}", master.kind);
             let faulty = FaultyCache::around(cache);
-            let writer = LiveTable::new(master.table.clone(), KEY, faulty.clone());
+            let writer = common::live(master.table.clone(), KEY, faulty.clone());
             let (wrapped, probe) = Instrumented::wrap(master.table.clone());
-            let reader = LiveTable::new(wrapped, KEY, faulty.clone());
+            let reader = common::live(wrapped, KEY, faulty.clone());
             let before = master_rows(&master.table, None).await;
             assert_rows(&writer.list_values().await.unwrap(), &before, &what);
             assert_rows(&reader.list_values().await.unwrap(), &before, &what);
@@ -838,7 +838,7 @@ async fn an_older_invalidation_returning_late_does_not_clear_a_newer_failure() {
     {
         let faulty = FaultyCache::around(cache);
         let source = ManualLiveStream::new();
-        let live = LiveTable::new(master.table.clone(), KEY, faulty.clone())
+        let live = common::live(master.table.clone(), KEY, faulty.clone())
             .with_live_stream(Arc::new(source.clone()));
         let mut status = live.live_stream_status().unwrap();
         live.start_live_stream();
@@ -882,7 +882,7 @@ async fn a_corrupt_entry_in_the_redb_cache_is_a_miss_not_an_error() {
         let what = master.kind;
         let dir = tempfile::tempdir().unwrap();
         let (wrapped, probe) = Instrumented::wrap(master.table.clone());
-        let live = LiveTable::new(wrapped, KEY, Arc::new(vantage_live::NoCache));
+        let live = common::live(wrapped, KEY, Arc::new(vantage_live::NoCache));
         let keys: Vec<String> = Slot::ALL.iter().map(|s| s.key(&live)).collect();
 
         // Plant undecodable bytes in every slot, with redb itself.
@@ -907,7 +907,7 @@ async fn a_corrupt_entry_in_the_redb_cache_is_a_miss_not_an_error() {
                 "{what}: {key} really is junk"
             );
         }
-        let live = LiveTable::new(live.master().clone(), KEY, cache.clone());
+        let live = common::live(live.master().clone(), KEY, cache.clone());
         for slot in Slot::ALL {
             assert_eq!(
                 slot.read(&live).await.unwrap(),
@@ -940,9 +940,9 @@ async fn clones_of_a_redb_cache_with_fronts_of_their_own_never_serve_each_other_
         let dir = tempfile::tempdir().unwrap();
         let base = RedbCache::open(dir.path()).unwrap();
         let clone = base.clone().with_memory_front(1 << 20);
-        let writer = LiveTable::new(master.table.clone(), KEY, Arc::new(base));
+        let writer = common::live(master.table.clone(), KEY, Arc::new(base));
         let reader = paged(
-            &LiveTable::new(master.table.clone(), KEY, Arc::new(clone)),
+            &common::live(master.table.clone(), KEY, Arc::new(clone)),
             page(1),
         );
 
@@ -984,8 +984,8 @@ async fn a_failed_invalidation_through_one_arc_makes_stacks_on_another_arc_bypas
             // Two `Arc`s: two wrappers, each around the same backend.
             let a = FaultyCache::around(cache.clone());
             let b = FaultyCache::around(cache.clone());
-            let writer = LiveTable::new(master.table.clone(), KEY, a.clone());
-            let reader = LiveTable::new(master.table.clone(), KEY, b.clone());
+            let writer = common::live(master.table.clone(), KEY, a.clone());
+            let reader = common::live(master.table.clone(), KEY, b.clone());
             let before = master_rows(&master.table, None).await;
             assert_rows(&reader.list_values().await.unwrap(), &before, &what);
 
@@ -1030,7 +1030,7 @@ async fn separate_live_tables_over_one_backend_share_single_flight() {
         let (wrapped, probe) = Instrumented::wrap(master.table.clone());
         let tables: Vec<LiveTable> = wrappers
             .iter()
-            .map(|w| LiveTable::new(wrapped.clone(), KEY, w.clone()))
+            .map(|w| common::live(wrapped.clone(), KEY, w.clone()))
             .collect();
         let expected = Slot::Page.on_master(&master.table).await;
         let mut held = probe.hold_reads(1);
@@ -1058,4 +1058,11 @@ async fn separate_live_tables_over_one_backend_share_single_flight() {
             "{name}: one master read for all four tables"
         );
     }
+}
+
+/// The same tests, over a stack with tower middleware between the cache and
+/// the master (see `tests/common/stacks.rs`).
+#[test]
+fn the_suite_passes_over_a_custom_stack() {
+    common::stacks::rerun_over_custom_stack("the_suite_passes_over_a_custom_stack");
 }

@@ -459,10 +459,10 @@ async fn run(master: &Master, cache_kind: CacheKind, seed: u64, size: Size) -> F
     let key = format!("model-{seed}-{cache_kind:?}");
     let source = ManualLiveStream::new();
     let tables = vec![
-        LiveTable::new(slow.clone(), key.clone(), caches[0].clone()),
-        LiveTable::new(slow.clone(), key.clone(), caches[1].clone())
+        common::live(slow.clone(), key.clone(), caches[0].clone()),
+        common::live(slow.clone(), key.clone(), caches[1].clone())
             .with_live_stream(Arc::new(source.clone())),
-        LiveTable::new(slow.clone(), key.clone(), caches[2].clone()),
+        common::live(slow.clone(), key.clone(), caches[2].clone()),
     ];
     let status = tables[1].live_stream_status().expect("a live stream");
     tables[1].start_live_stream();
@@ -816,4 +816,11 @@ async fn soak() {
         }
     }
     eprintln!("soak: {runs} runs over {round} seeds from {seed}: {total}");
+}
+
+/// The same tests, over a stack with tower middleware between the cache and
+/// the master (see `tests/common/stacks.rs`).
+#[test]
+fn the_suite_passes_over_a_custom_stack() {
+    common::stacks::rerun_over_custom_stack("the_suite_passes_over_a_custom_stack");
 }

@@ -3,14 +3,13 @@
 
 use std::sync::Arc;
 
-use tower::util::{option_layer, Either};
-
-use tower::{Layer, ServiceBuilder};
+use tower::util::{option_layer, BoxCloneSyncService, Either};
+use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
 use vantage_live_layers::write_queue::DEFAULT_BOUND;
 use vantage_live_layers::{
     Cache, CacheLayer, CacheService, EventStatus, IdGenerator, InvalidateOnEvent,
-    InvalidateOnEventLayer, LiveStream, TableService, Tracing, TracingLayer, View, WriteQueue,
-    WriteQueueLayer,
+    InvalidateOnEventLayer, LiveStream, Request, Response, TableService, Tracing, TracingLayer,
+    View, WriteQueue, WriteQueueLayer,
 };
 use vantage_table::any::AnyTable;
 use vantage_table::traits::table_like::TableLike;
@@ -41,8 +40,18 @@ use super::{LiveTable, Shared};
 /// `Either::Right`, the core stack alone.
 pub type LiveStack = Tracing<Either<InvalidateOnEvent<CoreStack>, CoreStack>>;
 
-/// The stack below the event layer: write queue, cache, master.
-pub type CoreStack = WriteQueue<CacheService<TableService>>;
+/// The stack below the event layer: write queue, cache, master (with its
+/// middleware).
+pub type CoreStack = WriteQueue<CacheService<MasterService>>;
+
+/// The service under the cache layer: the [`TableService`] over the master,
+/// behind any middleware added with [`LiveTable::with_master_layer`], boxed
+/// so that the stack's type does not depend on it. A hit never reaches it;
+/// a miss or a write pays one virtual call and one box more.
+pub type MasterService = BoxCloneSyncService<Request, Response, BoxError>;
+
+/// Middleware put around the master service.
+type Middleware = Arc<dyn Fn(MasterService) -> MasterService + Send + Sync>;
 
 /// The settings of the default stack: what the builders set, and all that a
 /// `with_*` call changes. Nothing here runs until the stack is assembled.
@@ -53,6 +62,8 @@ pub(super) struct Config {
     ids: Option<IdGenerator>,
     live_stream: Option<Arc<dyn LiveStream>>,
     write_queue_bound: usize,
+    /// Middleware around the master, innermost first.
+    master_layers: Vec<Middleware>,
     /// The event layer, made with the settings (it starts nothing until the
     /// first request), so that its status can be watched before first use.
     events: Option<InvalidateOnEventLayer>,
@@ -66,6 +77,7 @@ impl Config {
             ids: None,
             live_stream: None,
             write_queue_bound: DEFAULT_BOUND,
+            master_layers: Vec::new(),
             events: None,
         }
     }
@@ -87,7 +99,13 @@ impl LiveTable {
         let pagination = master.get_pagination().copied();
         let cache = CacheLayer::new(cache, cache_key);
         Self {
-            shared: Arc::new(Shared::new(master, cache, Some(Config::new()), None, Some(assemble))),
+            shared: Arc::new(Shared::new(
+                master,
+                cache,
+                Some(Config::new()),
+                None,
+                Some(assemble),
+            )),
             pagination,
             view: View::new().with_pagination(pagination),
             opaque: None,
@@ -203,6 +221,42 @@ impl LiveTable {
         self.rebuild(|c| c.write_queue_bound = bound.max(1))
     }
 
+    /// Put `layer` (tower middleware: a timeout, a concurrency or rate
+    /// limit, retries, load shedding, your own) around the master, below the
+    /// cache: it sees every master read (a miss) and every write, never a
+    /// hit. Called again, the new layer goes around the previous ones.
+    ///
+    /// The layer's errors reach the caller as `VantageError`s that say what
+    /// happened (a timeout says it timed out; see
+    /// [`into_vantage_error`](crate::into_vantage_error)); a read that fails
+    /// is not cached, a write that fails leaves the cache as it was.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use vantage_live::{LiveTable, MemCache};
+    /// # fn demo(master: vantage_table::any::AnyTable) {
+    /// use tower::ServiceBuilder;
+    /// let live = LiveTable::new(master, "products", Arc::new(MemCache::new())).with_master_layer(
+    ///     ServiceBuilder::new()
+    ///         .concurrency_limit(4) // at most 4 master calls at once
+    ///         .timeout(Duration::from_secs(5)),
+    /// );
+    /// # let _ = live; }
+    /// ```
+    pub fn with_master_layer<L>(self, layer: L) -> Self
+    where
+        L: Layer<MasterService> + Send + Sync + 'static,
+        L::Service: Service<Request, Response = Response> + Clone + Send + Sync + 'static,
+        <L::Service as Service<Request>>::Error: Into<BoxError>,
+        <L::Service as Service<Request>>::Future: Send + 'static,
+    {
+        let wrap: Middleware = Arc::new(move |inner| {
+            MasterService::new(layer.layer(inner).map_err(Into::<BoxError>::into))
+        });
+        self.rebuild(|c| c.master_layers.push(wrap))
+    }
+
     /// How many accepted writes may wait in the write queue.
     pub fn write_queue_bound(&self) -> usize {
         self.config().map_or(DEFAULT_BOUND, |c| c.write_queue_bound)
@@ -226,10 +280,14 @@ pub(super) fn assemble(shared: &Shared<LiveStack>) -> LiveStack {
         table = table.with_id_generator(ids.clone());
     }
     let cache_key = cache.slot_keys().cache_key().to_owned();
+    let mut master = MasterService::new(table.map_err(Into::<BoxError>::into));
+    for wrap in &config.master_layers {
+        master = wrap(master);
+    }
     // Outermost first; see `LiveStack` for why the order is this one.
     let core = ServiceBuilder::new()
         .layer(WriteQueueLayer::with_bound(config.write_queue_bound))
         .layer(cache)
-        .service(table);
+        .service(master);
     TracingLayer::new(cache_key).layer(option_layer(config.events).layer(core))
 }

@@ -7,6 +7,7 @@ mod value_set;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
+use futures_util::TryFutureExt as _;
 use tower::{BoxError, Service, ServiceExt};
 use vantage_core::Result;
 use vantage_live_layers::error::into_vantage_error;
@@ -17,8 +18,8 @@ use vantage_table::any::AnyTable;
 use vantage_table::pagination::Pagination;
 use vantage_table::traits::table_like::TableLike;
 
-pub use self::default_stack::{CoreStack, LiveStack};
 use self::default_stack::Config;
+pub use self::default_stack::{CoreStack, LiveStack, MasterService};
 
 /// Which page [`LiveTable::page_cache_key`] names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -312,13 +313,20 @@ where
     }
 
     /// Run one request through the stack.
-    async fn call(&self, request: Request) -> Result<Response> {
+    fn call(
+        &self,
+        request: Request,
+    ) -> impl std::future::Future<Output = Result<Response>> + Send + 'static {
         self.stack()
             .clone()
             .oneshot(request)
-            .await
-            .map_err(|e| into_vantage_error(e.into()))
+            .map_err(to_vantage_error::<S::Error>)
     }
+}
+
+/// The caller's error for an error of the stack.
+fn to_vantage_error<E: Into<BoxError>>(error: E) -> vantage_core::VantageError {
+    into_vantage_error(error.into())
 }
 
 impl<S> LiveTable<S> {

@@ -5,9 +5,9 @@ use std::any::Any;
 
 use async_trait::async_trait;
 use indexmap::IndexMap;
+use tower::{BoxError, Service};
 use vantage_core::{error, Result};
 use vantage_expressions::AnyExpression;
-use tower::{BoxError, Service};
 use vantage_live_layers::{Request, Response, Value};
 use vantage_table::any::AnyTable;
 use vantage_table::conditions::ConditionHandle;

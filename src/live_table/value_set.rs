@@ -4,9 +4,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use indexmap::IndexMap;
+use tower::{BoxError, Service};
 use vantage_core::Result;
 use vantage_dataset::traits::{InsertableValueSet, ReadableValueSet, ValueSet, WritableValueSet};
-use tower::{BoxError, Service};
 use vantage_live_layers::{Request, Response, Rows, Value, WriteRequest};
 use vantage_types::Record;
 

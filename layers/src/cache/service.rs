@@ -384,6 +384,9 @@ impl Read {
                 .unwrap_or_else(|e| e.into_inner());
             match flights.get(&flight_key) {
                 Some(flight) => {
+                    // Not needed: let go of whatever its readiness holds (a
+                    // concurrency limit's permit) before waiting.
+                    drop(inner);
                     shared.stats.coalesced();
                     tracing::debug!(
                         cache_key = shared.keys.cache_key(),
