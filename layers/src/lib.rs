@@ -34,6 +34,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 #![forbid(unsafe_code)]
 
+mod backoff;
 pub mod cache;
 pub mod error;
 pub mod invalidate_on_event;
