@@ -10,10 +10,11 @@ use tower::util::{option_layer, Either};
 use tower::{Layer, ServiceBuilder, ServiceExt};
 use vantage_core::Result;
 use vantage_live_layers::error::into_vantage_error;
+use vantage_live_layers::outbox::{OutboxHandle, OutboxLayer, OutboxStats};
 use vantage_live_layers::write_queue::DEFAULT_BOUND;
 use vantage_live_layers::{
     Cache, CacheLayer, CacheService, EventStatus, IdGenerator, InvalidateOnEvent,
-    InvalidateOnEventLayer, LiveStream, Request, Response, SlotKeys, Stats, StatsSnapshot,
+    InvalidateOnEventLayer, LiveStream, Outbox, Request, Response, SlotKeys, Stats, StatsSnapshot,
     TableService, Tracing, TracingLayer, View, WriteQueue, WriteQueueLayer,
 };
 use vantage_table::any::AnyTable;
@@ -83,8 +84,13 @@ impl From<u32> for PageSelector {
 /// `Either::Right`, the core stack alone.
 pub type LiveStack = Tracing<Either<InvalidateOnEvent<CoreStack>, CoreStack>>;
 
-/// The stack below the event layer: write queue, cache, master.
-pub type CoreStack = WriteQueue<CacheService<TableService>>;
+/// The stack below the event layer: the write queue (or, with
+/// [`LiveTable::with_outbox`], the outbox: `Either::Right`), the cache, the
+/// master.
+pub type CoreStack = Either<WriteQueue<CachedMaster>, Outbox<CachedMaster>>;
+
+/// The cache layer over the table service.
+pub type CachedMaster = CacheService<TableService>;
 
 /// A table with a cache in front: reads come from the cache when they can and
 /// fill it when they cannot, writes go to the master and drop the cache_key.
@@ -223,6 +229,7 @@ struct Config {
     ids: Option<IdGenerator>,
     live_stream: Option<Arc<dyn LiveStream>>,
     write_queue_bound: usize,
+    outbox: Option<OutboxLayer>,
 }
 
 impl Config {
@@ -242,10 +249,19 @@ impl Config {
             .clone()
             .map(|stream| InvalidateOnEventLayer::new(stream, cache.invalidator()));
         // Outermost first; see `LiveStack` for why the order is this one.
-        let core = ServiceBuilder::new()
-            .layer(WriteQueueLayer::with_bound(self.write_queue_bound))
-            .layer(cache)
-            .service(table);
+        // The outbox, if any, takes the write queue's place.
+        let write_table = table.write_table().clone();
+        let cached = ServiceBuilder::new().layer(cache).service(table);
+        let core = match &self.outbox {
+            None => Either::Left(WriteQueueLayer::with_bound(self.write_queue_bound).layer(cached)),
+            Some(outbox) => {
+                let mut outbox = outbox.clone().verify_table(write_table);
+                if let Some(ids) = &self.ids {
+                    outbox = outbox.id_generator(ids.clone());
+                }
+                Either::Right(outbox.layer(cached))
+            }
+        };
         let stack =
             TracingLayer::new(self.cache_key.clone()).layer(option_layer(events).layer(core));
         Shared {
@@ -277,6 +293,7 @@ impl LiveTable {
             ids: None,
             live_stream: None,
             write_queue_bound: DEFAULT_BOUND,
+            outbox: None,
         };
         tracing::info!(cache_key = %config.cache_key, "LiveTable constructed");
         Self {
@@ -362,6 +379,61 @@ impl LiveTable {
     /// A bound of 0 is taken as 1.
     pub fn with_write_queue_bound(self, bound: usize) -> Self {
         self.rebuild(|c| c.write_queue_bound = bound.max(1))
+    }
+
+    /// Accept writes offline: writes go to a durable outbox in `folder`
+    /// (opened now) instead of the write queue, and are applied to the
+    /// master in the background, in order, exactly once; reads show them
+    /// while they are pending. See [`OutboxLayer`] for the guarantees and
+    /// the rules of the overlay.
+    ///
+    /// With an outbox a write's `Ok` means *stored locally*, not *applied*:
+    /// `insert_value` and `replace_value` answer the record as written,
+    /// `patch_value` the partial as written, `insert_return_id_value` the id
+    /// generated (and stored) before the answer. The master's verdict comes
+    /// through [`LiveTable::outbox`] ([`OutboxHandle::verdict`],
+    /// [`OutboxHandle::subscribe`], [`OutboxHandle::dead_letters`]), or use
+    /// [`OutboxHandle::submit`] to get a [`Receipt`](vantage_live_layers::outbox::Receipt)
+    /// per write. Writes the master rejects wait in the dead-letter list.
+    ///
+    /// Fails, naming the file, if the outbox file is corrupt, truncated or
+    /// open elsewhere; the master is not touched. One outbox folder per
+    /// master table. This does blocking file I/O.
+    pub fn with_outbox(
+        self,
+        folder: impl AsRef<std::path::Path>,
+    ) -> std::result::Result<Self, vantage_live_layers::outbox::error::OpenOutboxError> {
+        let layer = OutboxLayer::open(folder)?;
+        Ok(self.with_outbox_layer(layer))
+    }
+
+    /// Use `outbox` (already opened, configured as you like: its maximum of
+    /// pending writes, its classification, its backoff) in place of the
+    /// write queue; see [`LiveTable::with_outbox`]. The LiveTable gives it
+    /// the table writes go to (to recognise replays) and its id generator.
+    pub fn with_outbox_layer(self, outbox: OutboxLayer) -> Self {
+        self.rebuild(|c| c.outbox = Some(outbox))
+    }
+
+    /// The outbox, with [`LiveTable::with_outbox`]: pending writes
+    /// ([`OutboxHandle::pending_ids`] to grey rows out), dead letters,
+    /// verdicts.
+    pub fn outbox(&self) -> Option<&OutboxHandle> {
+        self.shared.config.outbox.as_ref().map(OutboxLayer::handle)
+    }
+
+    /// The ids of rows with writes waiting in the outbox (empty without
+    /// one).
+    pub fn pending_ids(&self) -> Vec<String> {
+        self.outbox()
+            .map(OutboxHandle::pending_ids)
+            .unwrap_or_default()
+    }
+
+    /// The outbox's counters (`None` without one): pending writes, dead
+    /// letters, applied, rejected, unreachable attempts.
+    pub fn outbox_stats(&self) -> Option<OutboxStats> {
+        self.outbox().map(OutboxHandle::stats)
     }
 
     /// What this LiveTable has done so far: a cheap snapshot of its

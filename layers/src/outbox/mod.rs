@@ -108,7 +108,9 @@
 //!   sets it to the record as written, a patch merges its fields into it
 //!   (a patch of a row that does not exist does nothing: the master will
 //!   reject it), a delete removes it, a delete-all removes it if it meets
-//!   that delete's conditions.
+//!   that delete's conditions. A row with a pending insert, replace or
+//!   delete is answered without asking the inner service at all, so it
+//!   reads back while the master is unreachable.
 //! - **Views with equality conditions**: a row the master lists in the view
 //!   stays in it unless a pending write removes it or sets a condition
 //!   field to a value that does not match; a row the master does not list

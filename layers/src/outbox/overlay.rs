@@ -55,6 +55,23 @@ impl<'a> Overlay<'a> {
         !self.delete_alls.is_empty() || self.by_id.contains_key(id)
     }
 
+    /// Whether row `id`'s state after the pending writes does not depend on
+    /// what the master holds for it: one of its writes sets or removes the
+    /// whole row (an insert, a replace or a delete).
+    pub(crate) fn decides(&self, id: &str) -> bool {
+        self.by_id.get(id).is_some_and(|writes| {
+            writes.iter().any(|&i| {
+                matches!(
+                    self.writes[i].op,
+                    OutboxOp::Insert { .. }
+                        | OutboxOp::InsertReturnId { .. }
+                        | OutboxOp::Replace { .. }
+                        | OutboxOp::Delete { .. }
+                )
+            })
+        })
+    }
+
     /// Whether any pending write may add a row to a view.
     pub(crate) fn adds_rows(&self) -> bool {
         !self.adds.is_empty()

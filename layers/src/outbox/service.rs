@@ -132,6 +132,12 @@ where
             if !overlay.touches(&id) {
                 return ask(inner.clone(), Request::Get { view, id }).await;
             }
+            if view.is_cacheable() && overlay.decides(&id) {
+                // An insert, replace or delete decides the row: no need to
+                // ask the master (which may be unreachable).
+                let row = overlay.row(&view, &id, None, false);
+                return Ok(Response::Row(row.map(Arc::new)));
+            }
             let base = ask(
                 inner.clone(),
                 Request::Get {

@@ -53,52 +53,84 @@ impl Store {
             });
         }
         let file = folder.join(FILE_NAME);
+        // redb asserts on some damaged files (a truncated one can fail a
+        // length check with a panic): a broken file is an error here, never
+        // a panic of the caller.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::open_file(&file))) {
+            Ok(opened) => opened,
+            Err(payload) => {
+                let details = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "redb stopped on it".to_string());
+                Err(OpenOutboxError::Corrupt {
+                    file,
+                    details: format!("unreadable: {details}"),
+                })
+            }
+        }
+    }
+
+    fn open_file(file: &Path) -> Result<(Store, Contents), OpenOutboxError> {
+        let file = file.to_path_buf();
         let db = Database::create(&file).map_err(|e| open_error(file.clone(), e))?;
         let corrupt = |details: String| OpenOutboxError::Corrupt {
             file: file.clone(),
             details,
         };
-        // Make sure the tables exist and the format is ours (a new file gets
-        // the format now; an old one must already say it).
-        {
+        // Check the format before writing anything: a file that is not an
+        // outbox must be left exactly as it is.
+        let is_new = {
+            let txn = db
+                .begin_read()
+                .map_err(|e| corrupt(format!("cannot begin a read: {e}")))?;
+            let tables: Vec<String> = txn
+                .list_tables()
+                .map_err(|e| corrupt(format!("cannot list tables: {e}")))?
+                .map(|t| redb::TableHandle::name(&t).to_string())
+                .collect();
+            if tables.is_empty() {
+                true
+            } else {
+                let meta = match txn.open_table(META) {
+                    Ok(meta) => meta,
+                    Err(TableError::TableDoesNotExist(_)) => {
+                        return Err(corrupt("no format version: not an outbox file".into()))
+                    }
+                    Err(e) => return Err(corrupt(format!("cannot open the meta table: {e}"))),
+                };
+                let format = meta
+                    .get("format")
+                    .map_err(|e| corrupt(format!("cannot read the format: {e}")))?
+                    .map(|v| v.value());
+                match format {
+                    Some(FORMAT) => false,
+                    Some(other) => {
+                        return Err(corrupt(format!(
+                            "format version {other}; this build reads version {FORMAT}"
+                        )))
+                    }
+                    None => return Err(corrupt("no format version: not an outbox file".into())),
+                }
+            }
+        };
+        if is_new {
             let mut txn = db
                 .begin_write()
                 .map_err(|e| corrupt(format!("cannot begin a write: {e}")))?;
             txn.set_durability(Durability::Immediate)
                 .map_err(|e| corrupt(e.to_string()))?;
             {
-                let is_new = {
-                    let tables: Vec<String> = txn
-                        .list_tables()
-                        .map_err(|e| corrupt(format!("cannot list tables: {e}")))?
-                        .map(|t| redb::TableHandle::name(&t).to_string())
-                        .collect();
-                    tables.is_empty()
-                };
                 let mut meta = txn
                     .open_table(META)
-                    .map_err(|e| corrupt(format!("cannot open the meta table: {e}")))?;
-                let format = meta
-                    .get("format")
-                    .map_err(|e| corrupt(format!("cannot read the format: {e}")))?
-                    .map(|v| v.value());
-                match format {
-                    Some(FORMAT) => {}
-                    Some(other) => {
-                        return Err(corrupt(format!(
-                            "format version {other}; this build reads version {FORMAT}"
-                        )))
-                    }
-                    None if is_new => {
-                        meta.insert("format", FORMAT)
-                            .map_err(|e| corrupt(e.to_string()))?;
-                    }
-                    None => return Err(corrupt("no format version: not an outbox file".into())),
-                }
+                    .map_err(|e| corrupt(format!("cannot create the meta table: {e}")))?;
+                meta.insert("format", FORMAT)
+                    .map_err(|e| corrupt(e.to_string()))?;
                 txn.open_table(PENDING)
-                    .map_err(|e| corrupt(format!("cannot open the pending table: {e}")))?;
+                    .map_err(|e| corrupt(format!("cannot create the pending table: {e}")))?;
                 txn.open_table(DEAD)
-                    .map_err(|e| corrupt(format!("cannot open the dead-letter table: {e}")))?;
+                    .map_err(|e| corrupt(format!("cannot create the dead-letter table: {e}")))?;
             }
             txn.commit()
                 .map_err(|e| corrupt(format!("cannot commit: {e}")))?;
