@@ -251,11 +251,15 @@ impl Config {
         // Outermost first; see `LiveStack` for why the order is this one.
         // The outbox, if any, takes the write queue's place.
         let write_table = table.write_table().clone();
+        let invalidator = cache.invalidator();
         let cached = ServiceBuilder::new().layer(cache).service(table);
         let core = match &self.outbox {
             None => Either::Left(WriteQueueLayer::with_bound(self.write_queue_bound).layer(cached)),
             Some(outbox) => {
-                let mut outbox = outbox.clone().verify_table(write_table);
+                let mut outbox = outbox
+                    .clone()
+                    .verify_table(write_table)
+                    .invalidator(invalidator);
                 if let Some(ids) = &self.ids {
                     outbox = outbox.id_generator(ids.clone());
                 }

@@ -139,6 +139,7 @@ pub(crate) struct Settings {
     pub(crate) classify: Classifier,
     pub(crate) policy: BackoffPolicy,
     pub(crate) verify: Option<AnyTable>,
+    pub(crate) invalidator: Option<crate::cache::Invalidator>,
 }
 
 type Starter = Box<dyn FnOnce(Arc<Core>, watch::Receiver<()>) + Send>;
@@ -588,6 +589,13 @@ where
                         if recognised {
                             lock(&core.state).replays += 1;
                             tracing::info!("replayed insert found on the master: applied once");
+                            // The write that landed never answered, so a
+                            // cache below did not invalidate for it.
+                            if let Some(invalidator) = &settings.invalidator {
+                                if let Err(error) = invalidator.invalidate().await {
+                                    tracing::warn!(%error, "invalidation after a recognised replay failed; reads bypass the cache until one succeeds");
+                                }
+                            }
                         }
                         tracing::debug!(outcome = "applied", "outbox write applied");
                         backoff.reset();

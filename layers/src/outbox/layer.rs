@@ -54,6 +54,7 @@ impl OutboxLayer {
             classify: Arc::new(classify),
             policy: BackoffPolicy::default(),
             verify: None,
+            invalidator: None,
         };
         let (core, alive, shutdown) = Core::new(store, contents, settings);
         tracing::info!(
@@ -132,6 +133,17 @@ impl OutboxLayer {
     /// which may answer from a cache. Takes effect when the drain starts.
     pub fn verify_table(self, table: AnyTable) -> Self {
         self.settings().verify = Some(table);
+        self
+    }
+
+    /// Invalidate through `invalidator` (a [`CacheLayer`](crate::CacheLayer)'s
+    /// below this layer) when a replayed insert is found already applied:
+    /// the attempt that landed never answered, so the cache layer did not
+    /// invalidate for it, and the replay is not sent again. Every other
+    /// write, replays included, goes through the inner service and
+    /// invalidates as usual. Takes effect when the drain starts.
+    pub fn invalidator(self, invalidator: crate::cache::Invalidator) -> Self {
+        self.settings().invalidator = Some(invalidator);
         self
     }
 

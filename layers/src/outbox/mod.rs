@@ -43,9 +43,13 @@
 //!     on the master by id; if the master holds a row with every field as
 //!     written (the master may add fields, such as its id column, and store
 //!     a boolean as 0/1), the insert landed: it counts as applied and is
-//!     not sent again. Otherwise it is sent. Give the layer the table writes
-//!     go to ([`OutboxLayer::verify_table`]) so that the lookup reads the
-//!     master, not a cache;
+//!     not sent again, and the cache below is invalidated through
+//!     [`OutboxLayer::invalidator`] (the attempt that landed never
+//!     answered, so the cache layer did not invalidate for it). Otherwise
+//!     it is sent. Give the layer the table writes go to
+//!     ([`OutboxLayer::verify_table`]) so that the lookup reads the master,
+//!     not a cache, and the cache layer's invalidator (a `LiveTable` wires
+//!     both);
 //!   - a **replace**, **patch**, **delete** or **delete-all** is sent
 //!     again: each sets rows to a state that does not depend on how often
 //!     it is applied, and no later write of this outbox has run in between.
