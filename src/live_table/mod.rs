@@ -190,6 +190,15 @@ pub type CachedMaster = CacheService<TableService>;
 /// runtime shuts down, later writes fail with
 /// [`QueueClosed`](crate::QueueClosed).
 ///
+/// # Offline writes
+///
+/// [`LiveTable::with_outbox`] puts a durable outbox where the write queue
+/// sits: a write answers once it is stored (synced) in a local redb file,
+/// the outbox applies it to the master in the background, first in first
+/// out, exactly once (replays after a crash are recognised), keeps what the
+/// master rejects in a dead-letter list, and reads show the pending writes
+/// laid over the master's rows. See [`OutboxLayer`] for every rule.
+///
 /// # Cloning
 ///
 /// Clones share the stack (and so the write queue), the cache and the
