@@ -363,16 +363,13 @@ fn id_universe(seeded: &State) -> Vec<String> {
 
 // ── the outbox's overlay, as the model sees it ────────────────────────────
 
+/// The master's rows, in order, each `None` if a pending write removed it.
+type MasterRows = Vec<(String, Option<Record<Value>>)>;
+
 /// `master` with `pending` laid over it: the master's rows in id order
 /// (`None` where a pending write removed one), then the rows pending
 /// inserts and replaces add, in the order of their first such write.
-fn overlaid(
-    master: &State,
-    pending: &[WriteOp],
-) -> (
-    Vec<(String, Option<Record<Value>>)>,
-    Vec<(String, Record<Value>)>,
-) {
+fn overlaid(master: &State, pending: &[WriteOp]) -> (MasterRows, Vec<(String, Record<Value>)>) {
     let apply = |id: &str, mut row: Option<Record<Value>>| {
         for op in pending {
             match op {

@@ -137,7 +137,7 @@ mod tests {
 
     #[test]
     fn io_errors_in_the_chain() {
-        let io = std::io::Error::new(std::io::ErrorKind::Other, "anything");
+        let io = std::io::Error::other("anything");
         let e: vantage_core::VantageError = io.into();
         assert_eq!(classify(&e), Failure::Unreachable);
         assert_eq!(

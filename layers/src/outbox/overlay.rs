@@ -338,7 +338,7 @@ mod tests {
                 for p in 0..(n + 4) {
                     let page = overlay.page(&view, &full, p * ipp, ipp);
                     assert!(page.len() <= ipp);
-                    seen.extend(page.into_iter());
+                    seen.extend(page);
                 }
                 let whole_rows: Vec<_> = whole.clone().into_iter().collect();
                 assert_eq!(seen, whole_rows, "n={n} ipp={ipp}");
