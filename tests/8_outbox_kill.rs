@@ -11,7 +11,12 @@
 //! between a write reaching the master and its removal from the outbox, and
 //! the next process replays it).
 //!
-//! `kill_check` runs fixed seeds in both modes; `kill_soak` (`--ignored`)
+//! A third mode, `crash`, makes the kill land in that window every time:
+//! the child aborts itself right after the master applied its `n`-th write
+//! (drawn from the seed), before the outbox could drop it; the next process
+//! must recognise a replayed insert (and re-send a replace, harmlessly).
+//!
+//! `kill_check` runs fixed seeds in every mode; `kill_soak` (`--ignored`)
 //! runs `VANTAGE_LIVE_KILL_RUNS` (default 40) more from
 //! `VANTAGE_LIVE_KILL_SEED` (default: the clock).
 
@@ -32,6 +37,32 @@ use vantage_live::{LiveTable, MemCache};
 const DIR_VAR: &str = "VLIVE_TEST_KILL_DIR";
 const DB_VAR: &str = "VLIVE_TEST_KILL_DB";
 const MODE_VAR: &str = "VLIVE_TEST_KILL_MODE";
+const CRASH_VAR: &str = "VLIVE_TEST_KILL_CRASH_AFTER";
+
+/// Aborts the process right after the master applied its `n`-th write.
+struct CrashAfter {
+    n: usize,
+    seen: std::sync::atomic::AtomicUsize,
+}
+
+impl common::hooked::Hooks for CrashAfter {
+    fn write<'a, T: Send + 'a>(
+        &'a self,
+        _op: &'static str,
+        _id: Option<&'a str>,
+        call: common::hooked::Call<'a, T>,
+    ) -> common::hooked::Call<'a, T> {
+        Box::pin(async move {
+            let result = call.await;
+            if result.is_ok()
+                && self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == self.n
+            {
+                std::process::abort();
+            }
+            result
+        })
+    }
+}
 const N: usize = 15;
 
 /// The child: writes until killed. Does nothing unless `kill_run` spawned it.
@@ -49,6 +80,16 @@ fn outbox_kill_child() {
     runtime.block_on(async move {
         use std::io::Write;
         let (table, _db) = common::masters::sqlite_table_at("product", Path::new(&db)).await;
+        let table = match std::env::var(CRASH_VAR).ok().and_then(|n| n.parse().ok()) {
+            Some(n) => common::hooked::Hooked::wrap(
+                table,
+                Arc::new(CrashAfter {
+                    n,
+                    seen: std::sync::atomic::AtomicUsize::new(0),
+                }),
+            ),
+            None => table,
+        };
         let (table, switch) = Switch::wrap(table);
         switch.set_down(mode == "down");
         let outbox = OutboxLayer::open(&folder)
@@ -92,18 +133,26 @@ async fn kill_run(seed: u64, mode: &str) -> Found {
     let folder = tempfile::tempdir().unwrap();
     let mut rng = Rng::new(seed, 7);
     let kill_after = rng.range(0, 2 * N as u64 + 1) as usize;
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let crash_after = rng.range(1, 2 * N as u64 + 1) as usize;
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
         .args(["--ignored", "--exact", "outbox_kill_child", "--nocapture"])
         .env(DIR_VAR, folder.path())
         .env(DB_VAR, &db)
-        .env(MODE_VAR, mode)
+        .env(MODE_VAR, if mode == "crash" { "up" } else { mode });
+    if mode == "crash" {
+        command.env(CRASH_VAR, crash_after.to_string());
+    }
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn the child");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut acked = 0;
-    if kill_after > 0 {
+    if mode == "crash" {
+        // The child aborts itself; read its acknowledgements to the end.
+    } else if kill_after > 0 {
         for line in lines.by_ref() {
             let line = line.unwrap();
             if let Some(n) = line.strip_prefix("acked ") {
@@ -116,9 +165,18 @@ async fn kill_run(seed: u64, mode: &str) -> Found {
     }
     // A little more time, drawn from the seed, for the drain to be caught
     // anywhere in its work.
-    std::thread::sleep(Duration::from_micros(rng.below(3_000)));
-    child.kill().expect("SIGKILL the child");
-    child.wait().unwrap();
+    if mode == "crash" {
+        // It aborts by itself once the master applied write `crash_after`.
+        let status = child.wait().unwrap();
+        assert!(
+            !status.success(),
+            "seed {seed}: the child was meant to abort"
+        );
+    } else {
+        std::thread::sleep(Duration::from_micros(rng.below(3_000)));
+        child.kill().expect("SIGKILL the child");
+        child.wait().unwrap();
+    }
     // Acknowledgements printed before the kill count too.
     for line in lines {
         if let Some(n) = line.unwrap().strip_prefix("acked ") {
@@ -169,6 +227,19 @@ async fn kill_run(seed: u64, mode: &str) -> Found {
         "seed {seed} {mode}: {acked} writes acknowledged, {landed} landed \
          (at most one more may have been stored before its acknowledgement was printed)"
     );
+    if mode == "crash" {
+        // Write `crash_after` reached the master, then the process died: it
+        // was replayed. An insert (odd writes) is recognised, not re-sent.
+        let recognised = if crash_after % 2 == 1 { 1 } else { 0 };
+        assert_eq!(
+            stats.replays_recognised, recognised,
+            "seed {seed}: write {crash_after} landed before the crash"
+        );
+        assert!(
+            landed >= crash_after,
+            "seed {seed}: the crashed write is on the master (write {crash_after}, {landed} landed, {acked} acked)"
+        );
+    }
     Found {
         acked,
         landed,
@@ -180,7 +251,7 @@ async fn kill_run(seed: u64, mode: &str) -> Found {
 async fn kill_check() {
     let mut replays = 0;
     for (i, seed) in [0xC0FFEE_u64, 0xBEEF, 0x5EED, 42].into_iter().enumerate() {
-        for mode in ["down", "up"] {
+        for mode in ["down", "up", "crash"] {
             let found = kill_run(seed + i as u64, mode).await;
             eprintln!(
                 "kill seed={seed} mode={mode}: {} acked, {} landed, {} replays",
@@ -203,7 +274,7 @@ async fn kill_soak() {
     eprintln!("kill_soak: VANTAGE_LIVE_KILL_SEED={seed}, {runs} runs");
     let mut replays = 0;
     for run in 0..runs {
-        let mode = if run % 2 == 0 { "up" } else { "down" };
+        let mode = ["up", "down", "crash"][(run % 3) as usize];
         let found = kill_run(seed.wrapping_add(run), mode).await;
         replays += found.replays;
     }
