@@ -412,6 +412,11 @@ impl LiveTable {
     /// Fails, naming the file, if the outbox file is corrupt, truncated or
     /// open elsewhere; the master is not touched. One outbox folder per
     /// master table. This does blocking file I/O.
+    ///
+    /// Writes left pending by an earlier process are applied once the drain
+    /// starts: with the first request through the LiveTable, or
+    /// [`OutboxHandle::start`] (`live.outbox().unwrap().start()`), on the
+    /// current tokio runtime.
     pub fn with_outbox(
         self,
         folder: impl AsRef<std::path::Path>,

@@ -864,7 +864,9 @@ impl OutboxHandle {
 
     /// Wait until nothing is pending. While the master is unreachable this
     /// waits; wrap it in a timeout, or use
-    /// [`flush_or_stall`](Self::flush_or_stall).
+    /// [`flush_or_stall`](Self::flush_or_stall). It starts the drain if
+    /// needed, which takes a service built by the layer (a `LiveTable` with
+    /// the outbox has one).
     pub async fn flush(&self) {
         self.start();
         let mut progress = self.core.progress.subscribe();
