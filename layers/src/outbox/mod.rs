@@ -152,8 +152,12 @@
 //! after some prefix of the pending writes, with the rest laid over it:
 //! the state after all of them. A write's overlay disappears only after
 //! the drain has applied it through the inner service (a cache below has
-//! invalidated by then), so no read falls between the two. Reads wait for
-//! the drain only for that instant, never behind a master write.
+//! invalidated by then), so no read falls between the two. The gate is a
+//! fair read-write lock: reads share it; the drain takes it alone only for
+//! the instant it starts a new write, after the reads already holding it
+//! have answered, and a read that arrives meanwhile waits for that. A read
+//! never waits behind a master write. A read that finds nothing pending
+//! skips the gate and the overlay altogether.
 //!
 //! To mark what is pending, a UI asks [`OutboxHandle::pending_ids`] (or
 //! [`OutboxHandle::is_pending`]) and [`OutboxHandle::stats`].
