@@ -28,11 +28,24 @@
 //!   references say); later commands apply to it.
 //!
 //! Every command is checked before any runs, so a bad one writes nothing.
+//!
+//! `--outbox FOLDER` makes writes work offline: each entity's writes go to a
+//! durable outbox in `FOLDER/<entity>` (`LiveTable::with_outbox`), `add` and
+//! `delete` answer once the write is on local disk and say that it is
+//! pending, and the outbox is drained to the master in the background. If
+//! the master cannot be reached at start, the CLI still runs: writes wait in
+//! the outbox, and reads answer from the cache or fail. Every run starts by
+//! applying what earlier runs left pending, printing each write applied (or
+//! rejected), and ends by trying once more, printing what is still pending.
 
 #[path = "../tests/common/bakery.rs"]
 #[allow(dead_code)]
 mod bakery;
+#[path = "../tests/common/hooked.rs"]
+#[allow(dead_code)]
+mod hooked;
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +58,7 @@ use clap::Parser;
 use indexmap::IndexMap;
 use vantage_dataset::prelude::{ReadableValueSet, WritableValueSet};
 use vantage_live::cache::SlotKeys;
+use vantage_live::outbox::{FlushOutcome, OutboxLayer, OutboxOp, Settled, Verdict};
 use vantage_live::{Cache, LiveTable, MemCache, NoCache, RedbCache};
 use vantage_sql::condition::{PostgresCondition, SqliteCondition};
 use vantage_sql::postgres::operation::PostgresOperation;
@@ -80,6 +94,11 @@ struct Cli {
     /// Print traced cache and queue activity to stderr.
     #[arg(long)]
     debug: bool,
+    /// Keep writes in a durable outbox in FOLDER (one per entity) and apply
+    /// them to the master in the background: writes work while the master
+    /// is unreachable.
+    #[arg(long, value_name = "FOLDER")]
+    outbox: Option<PathBuf>,
     /// The entity to start from: bakery, client, product or order.
     entity: String,
     /// Commands: field=value, page=N, ipp=N, list, get <id>, add <id> <json>,
@@ -129,16 +148,27 @@ async fn run(cli: Cli) -> CliResult<()> {
     let model = load_model()?;
     let commands = parse_commands(&model, &cli.entity, &cli.commands)?;
 
-    let master = match &cli.postgres {
-        Some(url) => Master::postgres(url).await?,
+    let connected = match &cli.postgres {
+        Some(url) => Master::postgres(url).await,
         None => {
             let path = cli.db.clone().unwrap_or_else(|| {
                 PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/live_cli/bakery.sqlite")
             });
-            Master::sqlite(path).await?
+            Master::sqlite(path).await
         }
     };
-    master.prepare(&model).await?;
+    let master = match (connected, &cli.outbox) {
+        (Ok(master), _) => {
+            master.prepare(&model).await?;
+            master
+        }
+        // With an outbox, an unreachable master is not the end: writes wait.
+        (Err(why), Some(_)) => {
+            println!("The master is unreachable ({why}); writes wait in the outbox");
+            Master::offline(why).await?
+        }
+        (Err(why), None) => return Err(why),
+    };
 
     let cache: Arc<dyn Cache> = match (&cli.cache, cli.no_cache) {
         (_, true) => Arc::new(NoCache),
@@ -146,36 +176,65 @@ async fn run(cli: Cli) -> CliResult<()> {
         (None, false) => Arc::new(MemCache::new()),
     };
 
+    let mut outboxes = Outboxes::new(cli.outbox.clone());
+    // Apply what earlier runs left in the outboxes.
+    outboxes.drain_leftovers(&model, &master, &cache).await?;
+
     let mut view = ViewState::new(&cli.entity);
     let mut live: Option<LiveTable> = None;
+    let result = run_commands(
+        &model,
+        &master,
+        &cache,
+        &mut outboxes,
+        &mut view,
+        &mut live,
+        commands,
+    )
+    .await;
+    drop(live);
+    outboxes.drain_all("", true).await;
+    result
+}
+
+async fn run_commands(
+    model: &Model,
+    master: &Master,
+    cache: &Arc<dyn Cache>,
+    outboxes: &mut Outboxes,
+    view: &mut ViewState,
+    live: &mut Option<LiveTable>,
+    commands: Vec<Command>,
+) -> CliResult<()> {
+    let (model, master, cache) = (model, master, cache);
     for command in commands {
         match command {
             Command::Eq { field, value } => {
                 view.conditions.push((field, value));
-                live = None;
+                *live = None;
             }
             Command::Page(page) => view.page = Some(page),
             Command::Ipp(ipp) => view.ipp = Some(ipp),
             Command::Ref(relation) => {
-                let table = view.live(&model, &master, &cache, &mut live)?;
-                view = view.follow(&model, &relation, &table).await?;
-                live = None;
+                let table = view.live(model, master, cache, outboxes, live)?;
+                *view = view.follow(model, &relation, &table).await?;
+                *live = None;
             }
             Command::List => {
-                let table = view.live(&model, &master, &cache, &mut live)?;
+                let table = view.live(model, master, cache, outboxes, live)?;
                 let started = Instant::now();
                 let rows = table.list_values().await.map_err(|e| e.to_string())?;
                 let took = started.elapsed();
-                print!("{}", render_table(view.entity(&model), &rows));
+                print!("{}", render_table(view.entity(model), &rows));
                 let noun = if rows.len() == 1 { "record" } else { "records" };
                 println!("Found {} {noun} in {}", rows.len(), show_duration(took));
             }
             Command::Get(id) => {
-                let table = view.live(&model, &master, &cache, &mut live)?;
+                let table = view.live(model, master, cache, outboxes, live)?;
                 let started = Instant::now();
                 let row = table.get_value(&id).await.map_err(|e| e.to_string())?;
                 let took = started.elapsed();
-                let entity = view.entity(&model);
+                let entity = view.entity(model);
                 match row {
                     Some(record) => {
                         let json = record_to_json(entity, &id, &record);
@@ -189,22 +248,36 @@ async fn run(cli: Cli) -> CliResult<()> {
                 }
             }
             Command::Add(id, record) => {
-                let table = view.live(&model, &master, &cache, &mut live)?;
+                let table = view.live(model, master, cache, outboxes, live)?;
                 table
                     .insert_value(&id, &record)
                     .await
                     .map_err(|e| format!("could not add {} '{id}': {e}", view.name))?;
-                invalidate_entity(&cache, &view.name).await;
-                println!("Added {} '{id}'", view.name);
+                invalidate_entity(cache, &view.name).await;
+                match table.outbox() {
+                    Some(outbox) => println!(
+                        "Added {} '{id}' locally: pending, {} write(s) wait in the outbox for the master",
+                        view.name,
+                        outbox.stats().pending
+                    ),
+                    None => println!("Added {} '{id}'", view.name),
+                }
             }
             Command::Delete(id) => {
-                let table = view.live(&model, &master, &cache, &mut live)?;
+                let table = view.live(model, master, cache, outboxes, live)?;
                 table
                     .delete(&id)
                     .await
                     .map_err(|e| format!("could not delete {} '{id}': {e}", view.name))?;
-                invalidate_entity(&cache, &view.name).await;
-                println!("Deleted {} '{id}'", view.name);
+                invalidate_entity(cache, &view.name).await;
+                match table.outbox() {
+                    Some(outbox) => println!(
+                        "Deleted {} '{id}' locally: pending, {} write(s) wait in the outbox for the master",
+                        view.name,
+                        outbox.stats().pending
+                    ),
+                    None => println!("Deleted {} '{id}'", view.name),
+                }
             }
         }
     }
@@ -442,6 +515,7 @@ impl ViewState {
         model: &Model,
         master: &Master,
         cache: &Arc<dyn Cache>,
+        outboxes: &mut Outboxes,
         slot: &mut Option<LiveTable>,
     ) -> CliResult<LiveTable> {
         let mut table = match slot.take() {
@@ -449,7 +523,11 @@ impl ViewState {
             None => {
                 let entity = self.entity(model);
                 let any = master.table(entity, &self.conditions, self.restriction.as_ref())?;
-                LiveTable::new(any, self.cache_key(), cache.clone())
+                let live = LiveTable::new(any, self.cache_key(), cache.clone());
+                match outboxes.layer(&self.name)? {
+                    Some(layer) => live.with_outbox_layer(layer),
+                    None => live,
+                }
             }
         };
         table.set_pagination(self.pagination());
@@ -504,9 +582,46 @@ async fn invalidate_entity(cache: &Arc<dyn Cache>, name: &str) {
 enum Master {
     Sqlite(SqliteDB),
     Postgres(PostgresDB),
+    /// Unreachable at start (with `--outbox`): tables that know their
+    /// columns (from an empty in-memory SQLite schema) and fail every read
+    /// and write as a refused connection.
+    Offline(SqliteDB, Arc<Unreachable>),
+}
+
+/// Every call fails: the master could not be reached.
+struct Unreachable {
+    why: String,
+}
+
+impl hooked::Hooks for Unreachable {
+    fn read<'a, T: Send + 'a>(&'a self, _call: hooked::Call<'a, T>) -> hooked::Call<'a, T> {
+        Box::pin(async move { Err(self.error()) })
+    }
+
+    fn write<'a, T: Send + 'a>(
+        &'a self,
+        _op: &'static str,
+        _id: Option<&'a str>,
+        _call: hooked::Call<'a, T>,
+    ) -> hooked::Call<'a, T> {
+        Box::pin(async move { Err(self.error()) })
+    }
+}
+
+impl Unreachable {
+    fn error(&self) -> vantage_core::VantageError {
+        std::io::Error::new(std::io::ErrorKind::ConnectionRefused, self.why.clone()).into()
+    }
 }
 
 impl Master {
+    async fn offline(why: String) -> CliResult<Self> {
+        let db = SqliteDB::connect("sqlite::memory:")
+            .await
+            .map_err(|e| format!("cannot prepare offline tables: {e}"))?;
+        Ok(Master::Offline(db, Arc::new(Unreachable { why })))
+    }
+
     async fn sqlite(path: PathBuf) -> CliResult<Self> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
@@ -546,6 +661,7 @@ impl Master {
             let created = match self {
                 Master::Sqlite(db) => sqlx::query(&ddl).execute(db.pool()).await.map(drop),
                 Master::Postgres(db) => sqlx::query(&ddl).execute(db.pool()).await.map(drop),
+                Master::Offline(..) => return Ok(()),
             };
             created.map_err(|e| format!("cannot create table {}: {e}", entity.table))?;
             let table = self.table(entity, &[], None)?;
@@ -573,6 +689,13 @@ impl Master {
         restriction: Option<&(String, Vec<Cbor>)>,
     ) -> CliResult<AnyTable> {
         match self {
+            Master::Offline(db, unreachable) => {
+                let table = with_columns(Table::new(entity.table.clone(), db.clone()), entity);
+                Ok(hooked::Hooked::wrap(
+                    AnyTable::from_table(table),
+                    unreachable.clone(),
+                ))
+            }
             Master::Sqlite(db) => {
                 let mut table = with_columns(Table::new(entity.table.clone(), db.clone()), entity)
                     .with_order(OrderBy::ascending(SqliteCondition::from(ident(&entity.id))));
@@ -756,4 +879,121 @@ fn record_to_json(entity: &Entity, id: &str, record: &Record<Cbor>) -> serde_jso
         map.insert(field.clone(), json);
     }
     serde_json::Value::Object(map)
+}
+
+/// The outboxes of one run: one per entity, in `FOLDER/<entity>`, opened
+/// on first use.
+struct Outboxes {
+    folder: Option<PathBuf>,
+    open: BTreeMap<String, OutboxLayer>,
+}
+
+impl Outboxes {
+    fn new(folder: Option<PathBuf>) -> Self {
+        Self {
+            folder,
+            open: BTreeMap::new(),
+        }
+    }
+
+    /// The entity's outbox (`None` without `--outbox`).
+    fn layer(&mut self, entity: &str) -> CliResult<Option<OutboxLayer>> {
+        let Some(folder) = &self.folder else {
+            return Ok(None);
+        };
+        if let Some(layer) = self.open.get(entity) {
+            return Ok(Some(layer.clone()));
+        }
+        let layer = OutboxLayer::open(folder.join(entity)).map_err(|e| e.to_string())?;
+        self.open.insert(entity.to_string(), layer.clone());
+        Ok(Some(layer))
+    }
+
+    /// Apply what earlier runs left pending, entity by entity.
+    async fn drain_leftovers(
+        &mut self,
+        model: &Model,
+        master: &Master,
+        cache: &Arc<dyn Cache>,
+    ) -> CliResult<()> {
+        let Some(folder) = self.folder.clone() else {
+            return Ok(());
+        };
+        let mut tables = Vec::new();
+        for (name, entity) in &model.entities {
+            if !folder
+                .join(name)
+                .join(vantage_live::outbox::FILE_NAME)
+                .is_file()
+            {
+                continue;
+            }
+            let layer = self.layer(name)?.expect("an outbox folder");
+            if layer.handle().pending().is_empty() {
+                continue;
+            }
+            let any = master.table(entity, &[], None)?;
+            let table = LiveTable::new(any, name.clone(), cache.clone()).with_outbox_layer(layer);
+            // The drain runs through the LiveTable's stack: `outbox()`
+            // assembles it (nothing starts until the drain is asked to).
+            let _ = table.outbox();
+            tables.push(table);
+        }
+        self.drain_all(" from an earlier run", false).await;
+        drop(tables);
+        Ok(())
+    }
+
+    /// Try to apply every pending write now; print what was applied or
+    /// rejected, and what still waits.
+    async fn drain_all(&self, origin: &str, close: bool) {
+        for (name, layer) in &self.open {
+            let outbox = layer.handle();
+            if outbox.pending().is_empty() {
+                if close {
+                    outbox.close().await;
+                }
+                continue;
+            }
+            let mut settled = outbox.subscribe();
+            let outcome =
+                tokio::time::timeout(Duration::from_secs(20), outbox.flush_or_stall()).await;
+            while let Ok(event) = settled.try_recv() {
+                print_settled(name, &event, origin);
+            }
+            match outcome {
+                Ok(FlushOutcome::Empty) => {}
+                Ok(FlushOutcome::Stalled { pending, error }) => println!(
+                    "{pending} {name} write(s) pending in the outbox: the master is unreachable ({error})"
+                ),
+                Ok(FlushOutcome::Closed { pending }) => {
+                    println!("{pending} {name} write(s) pending in the outbox")
+                }
+                Ok(_) => {}
+                Err(_) => println!(
+                    "{} {name} write(s) still pending in the outbox after 20 s",
+                    outbox.stats().pending
+                ),
+            }
+            if close {
+                outbox.close().await;
+            }
+        }
+    }
+}
+
+fn print_settled(entity: &str, event: &Settled, origin: &str) {
+    let op = event.write.op.op();
+    let id = match &event.write.op {
+        OutboxOp::DeleteAll { .. } => String::new(),
+        other => format!(" '{}'", other.id().unwrap_or_default()),
+    };
+    match &event.verdict {
+        Verdict::Applied(_) => println!("Applied {op} {entity}{id}{origin} to the master"),
+        Verdict::Rejected(dead) => println!(
+            "Rejected {op} {entity}{id}{origin}: {} (kept in the outbox's dead letters)",
+            dead.error
+        ),
+        _ => {}
+    }
 }

@@ -129,8 +129,9 @@ pub use cache::{Cache, CachedRows, CachedSlot, MemCache, NoCache, RedbCache, Slo
 #[cfg(feature = "postgres")]
 pub use live_stream::{install_notify_trigger, parse_notify_payload, PgNotifyLiveStream};
 pub use live_stream::{LiveEvent, LiveStream, ManualLiveStream};
-pub use live_table::{CoreStack, LiveStack, LiveTable, MasterService, PageSelector};
+pub use live_table::{CachedMaster, CoreStack, LiveStack, LiveTable, MasterService, PageSelector};
 pub use vantage_live_layers::error::into_vantage_error;
+pub use vantage_live_layers::outbox;
 pub use vantage_live_layers::write_queue::error::{QueueClosed, WritePanicked};
 pub use vantage_live_layers::{
     CacheLayer, CacheService, Request, Response, Rows, TableService, View, WriteQueue,

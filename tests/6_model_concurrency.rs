@@ -41,6 +41,32 @@
 //! without its memory front), and a `MemCache` behind wrappers that fail
 //! lookups, fills and invalidations at random.
 //!
+//! # With an outbox
+//!
+//! `model_check` runs every master and cache again with the three
+//! LiveTables sharing one outbox (`with_outbox_layer`), over a master whose
+//! writes fail at random as a dropped connection would: before reaching the
+//! master, or after the master applied them (the answer lost), so the drain
+//! retries and replays. A write's acknowledgement is then local: version `v`
+//! is the state with every write acknowledged so far applied, whether or
+//! not the master has it yet. What a read must see: the master after the
+//! first `m` outbox writes, with the writes `p + 1..=k` laid over it by the
+//! overlay rules (`OutboxLayer`'s docs), where `k` is the number of outbox
+//! writes acknowledged by some version `v` in `v_lo..=v_hi`, `p` the number
+//! the drain had applied when the read took its snapshot (between the
+//! counts before and after the read) and `m` is `p` or `p + 1` (the write in
+//! flight may land during the read: the drain starts no other while a read
+//! is looking). A read that finds nothing pending goes straight to the
+//! master, and answers one of the versions `v_lo..=v_hi` as it is. Counts and rows are then the state at `v`; the order of a
+//! list, and which rows a page holds, follow the overlay's placement
+//! (pending inserts after the master's last row, removed rows leaving their
+//! place empty). A row laid over is the record as written: the SQL masters'
+//! id column appears once the write is applied. Changes behind the
+//! LiveTables' backs wait for the outbox to drain first (a pending write
+//! would otherwise land after them and undo them: offline writes are
+//! last-writer-wins). At the end the outbox is drained, no write was
+//! rejected, and the master equals the model.
+//!
 //! # Seeds
 //!
 //! `model_check` runs fixed seeds (a few seconds). `soak` (`--ignored`) runs
@@ -60,8 +86,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ciborium::Value;
+use common::unreachable::Flaky;
 use common::{master_rows, product, Delays, Fault, FaultyCache, Latency, Master, Rng, SeedGuard};
 use vantage_dataset::prelude::{ReadableValueSet, WritableValueSet};
+use vantage_live::outbox::{OutboxHandle, OutboxLayer};
 use vantage_live::{
     Cache, EventStatus, LiveEvent, LiveTable, ManualLiveStream, MemCache, RedbCache,
 };
@@ -289,6 +317,9 @@ struct Observation {
     held: Held,
     v_lo: usize,
     v_hi: usize,
+    /// With an outbox: writes the drain had applied before the read started
+    /// and after it ended.
+    applied: Option<(usize, usize)>,
 }
 
 /// One write of the model.
@@ -378,6 +409,10 @@ struct Model {
     pushed: Mutex<u64>,
     /// The master lists the id column among a row's fields.
     id_field: bool,
+    /// With an outbox: each write made through it, with its version, in
+    /// order.
+    live_writes: Mutex<Vec<(usize, WriteOp)>>,
+    outbox: Option<OutboxHandle>,
 }
 
 impl Model {
@@ -396,6 +431,131 @@ fn id_universe(seeded: &State) -> Vec<String> {
     ids
 }
 
+// ── the outbox's overlay, as the model sees it ────────────────────────────
+
+/// The master's rows, in order, each `None` if a pending write removed it.
+type MasterRows = Vec<(String, Option<Record<Value>>)>;
+
+/// `master` with `pending` laid over it: the master's rows in id order
+/// (`None` where a pending write removed one), then the rows pending
+/// inserts and replaces add, in the order of their first such write.
+fn overlaid(master: &State, pending: &[WriteOp]) -> (MasterRows, Vec<(String, Record<Value>)>) {
+    let apply = |id: &str, mut row: Option<Record<Value>>| {
+        for op in pending {
+            match op {
+                WriteOp::Insert(i, r) | WriteOp::Replace(i, r) if i == id => row = Some(r.clone()),
+                WriteOp::Patch(i, price) if i == id => {
+                    if let Some(row) = row.as_mut() {
+                        row.insert("price".to_string(), Value::Integer((*price).into()));
+                    }
+                }
+                WriteOp::Delete(i) if i == id => row = None,
+                _ => {}
+            }
+        }
+        row
+    };
+    let rows = master
+        .iter()
+        .map(|(id, row)| (id.clone(), apply(id, Some(row.clone()))))
+        .collect();
+    let mut added: Vec<(String, Record<Value>)> = Vec::new();
+    for op in pending {
+        if let WriteOp::Insert(id, _) | WriteOp::Replace(id, _) = op {
+            if master.contains_key(id) || added.iter().any(|(i, _)| i == id) {
+                continue;
+            }
+            if let Some(row) = apply(id, None) {
+                added.push((id.clone(), row));
+            }
+        }
+    }
+    // A row added, then deleted, is not there.
+    (rows, added)
+}
+
+impl ReadOp {
+    /// What a read answers over `master` with `pending` laid over it.
+    fn expected_overlaid(&self, master: &State, pending: &[WriteOp]) -> Answer {
+        let (rows, added) = overlaid(master, pending);
+        let listed = || {
+            rows.iter()
+                .filter_map(|(id, r)| r.clone().map(|r| (id.clone(), r)))
+                .chain(added.iter().cloned())
+        };
+        match self {
+            ReadOp::Page { page, ipp } => {
+                let skip = ((page - 1) * ipp) as usize;
+                let ipp = *ipp as usize;
+                let mut out = Vec::new();
+                for position in skip..skip + ipp {
+                    if let Some((id, row)) = rows.get(position) {
+                        if let Some(row) = row {
+                            out.push((id.clone(), row.clone()));
+                        }
+                    } else if let Some(added) = added.get(position - rows.len()) {
+                        out.push(added.clone());
+                    } else {
+                        break;
+                    }
+                }
+                Answer::Rows(out)
+            }
+            ReadOp::All => Answer::Rows(listed().collect()),
+            ReadOp::Id(id) => Answer::Row(listed().find(|(i, _)| i == id).map(|(_, r)| r)),
+            ReadOp::Count => Answer::Count(listed().count() as i64),
+        }
+    }
+}
+
+/// Whether `answer` is one a read with an outbox may give (see the module
+/// docs): some version `v` in range, some drain point `p` in range, the
+/// master at `p` or `p + 1`.
+fn outbox_allows(
+    obs: &Observation,
+    answer: &Answer,
+    versions: &[Arc<State>],
+    live_writes: &[(usize, WriteOp)],
+) -> bool {
+    let (a_lo, a_hi) = obs.applied.expect("an outbox read");
+    // A read that found nothing pending goes straight to the master, which
+    // may meanwhile take writes accepted after the read started: it answers
+    // the master at some moment, a version with nothing laid over it.
+    if (obs.v_lo..=obs.v_hi).any(|v| obs.op.expected(&versions[v]) == *answer) {
+        return true;
+    }
+    let mut tried = Vec::new();
+    for v in obs.v_lo..=obs.v_hi {
+        // Outbox writes acknowledged by version v.
+        let k = live_writes.iter().filter(|(ver, _)| *ver <= v).count();
+        for p in a_lo..=a_hi.min(k) {
+            for m in [p, p + 1] {
+                if m > k {
+                    continue;
+                }
+                let master: &State = if m < k {
+                    &versions[live_writes[m].0 - 1]
+                } else {
+                    &versions[v]
+                };
+                let pending: Vec<WriteOp> =
+                    live_writes[p..k].iter().map(|(_, op)| op.clone()).collect();
+                let expected = obs.op.expected_overlaid(master, &pending);
+                if expected == *answer {
+                    return true;
+                }
+                if std::env::var("VLIVE_MODEL_DEBUG").is_ok() {
+                    tried.push(format!("DEBUG v={v} k={k} p={p} m={m} pending={pending:?}\n  expected {expected:?}\n  answer   {answer:?}"));
+                }
+            }
+        }
+    }
+    for t in tried {
+        eprintln!("{t}");
+    }
+    false
+}
+
 // ── one run ───────────────────────────────────────────────────────────────
 
 /// What one run did.
@@ -410,6 +570,10 @@ struct Figures {
     /// when they ended (allowed: they overlapped a write).
     overlapped_old: u64,
     cache_faults: u64,
+    /// With an outbox: master writes failed before or after landing.
+    master_faults: u64,
+    /// With an outbox: replayed inserts recognised as already applied.
+    replays: u64,
 }
 
 impl std::ops::AddAssign for Figures {
@@ -421,6 +585,8 @@ impl std::ops::AddAssign for Figures {
         self.master_reads += o.master_reads;
         self.overlapped_old += o.overlapped_old;
         self.cache_faults += o.cache_faults;
+        self.master_faults += o.master_faults;
+        self.replays += o.replays;
     }
 }
 
@@ -430,39 +596,71 @@ impl fmt::Display for Figures {
             f,
             "{} reads checked ({} answered an older state they overlapped), {} writes \
              through LiveTables, {} changes behind their backs + event, {} bare events, \
-             {} master reads, {} injected cache faults",
+             {} master reads, {} injected cache faults, {} injected master write faults \
+             ({} replayed inserts recognised)",
             self.reads,
             self.overlapped_old,
             self.writes,
             self.behind_back,
             self.events,
             self.master_reads,
-            self.cache_faults
+            self.cache_faults,
+            self.master_faults,
+            self.replays
         )
     }
 }
 
-fn replay_hint(seed: u64, master: &str, cache: CacheKind) -> String {
+fn replay_hint(seed: u64, master: &str, cache: CacheKind, outbox: bool) -> String {
+    let with = if outbox { ", with an outbox" } else { "" };
     format!(
-        "seed={seed} (master {master}, cache {cache:?}); replay: \
+        "seed={seed} (master {master}, cache {cache:?}{with}); replay: \
          {SEED_VAR}={seed} {SECS_VAR}=1 cargo test --test 6_model_concurrency soak -- --ignored --nocapture"
     )
 }
 
-async fn run(master: &Master, cache_kind: CacheKind, seed: u64, size: Size) -> Figures {
-    let _guard = SeedGuard::new(replay_hint(seed, master.kind, cache_kind));
+async fn run(
+    master: &Master,
+    cache_kind: CacheKind,
+    seed: u64,
+    size: Size,
+    outbox: bool,
+) -> Figures {
+    let _guard = SeedGuard::new(replay_hint(seed, master.kind, cache_kind, outbox));
     let (caches, faulty, _dir) = cache_kind.build(seed);
     let delays = Delays::jitter(seed, size.max_delay_us);
     let slow = Latency::wrap(master.table.clone(), delays.clone());
 
+    // With an outbox: one, shared by the three tables, over a master whose
+    // writes fail at random before or after they land (8% each).
+    let outbox_dir = tempfile::tempdir().expect("temp dir");
+    let (slow, flaky) = if outbox {
+        let (table, flaky) = Flaky::wrap(slow, seed, 80, 80);
+        (table, Some(flaky))
+    } else {
+        (slow, None)
+    };
+    let layer = outbox.then(|| {
+        OutboxLayer::open(outbox_dir.path())
+            .expect("open the outbox")
+            .initial_backoff(Duration::from_millis(1))
+            .max_backoff(Duration::from_millis(10))
+    });
+    let with_outbox = |table: LiveTable| match &layer {
+        Some(layer) => table.with_outbox_layer(layer.clone()),
+        None => table,
+    };
+
     // Three LiveTables, one cache, one cache_key; the second has the stream.
-    let key = format!("model-{seed}-{cache_kind:?}");
+    let key = format!("model-{seed}-{cache_kind:?}-{outbox}");
     let source = ManualLiveStream::new();
     let tables = vec![
-        common::live(slow.clone(), key.clone(), caches[0].clone()),
-        common::live(slow.clone(), key.clone(), caches[1].clone())
-            .with_live_stream(Arc::new(source.clone())),
-        common::live(slow.clone(), key.clone(), caches[2].clone()),
+        with_outbox(common::live(slow.clone(), key.clone(), caches[0].clone())),
+        with_outbox(
+            common::live(slow.clone(), key.clone(), caches[1].clone())
+                .with_live_stream(Arc::new(source.clone())),
+        ),
+        with_outbox(common::live(slow.clone(), key.clone(), caches[2].clone())),
     ];
     let status = tables[1].live_stream_status().expect("a live stream");
     tables[1].start_live_stream();
@@ -484,6 +682,8 @@ async fn run(master: &Master, cache_kind: CacheKind, seed: u64, size: Size) -> F
         write_lock: tokio::sync::Mutex::new(()),
         pushed: Mutex::new(0),
         id_field,
+        live_writes: Mutex::new(Vec::new()),
+        outbox: layer.as_ref().map(|l| l.handle().clone()),
     });
     let counts = Arc::new([
         AtomicU64::new(0), // writes
@@ -515,8 +715,23 @@ async fn run(master: &Master, cache_kind: CacheKind, seed: u64, size: Size) -> F
         }
     }
 
+    // With an outbox: let it drain (the master comes through every fault in
+    // the end), then check.
+    if let Some(outbox) = &model.outbox {
+        outbox.retry_now();
+        tokio::time::timeout(common::PATIENCE, outbox.flush())
+            .await
+            .expect("the outbox drained");
+        assert!(
+            outbox.dead_letters().is_empty(),
+            "a write was rejected: {:?}",
+            outbox.dead_letters()
+        );
+    }
+
     // Check every read against the model.
     let versions = model.versions.lock().unwrap().clone();
+    let live_writes = model.live_writes.lock().unwrap().clone();
     let mut figures = Figures {
         reads: observations.len() as u64,
         writes: counts[0].load(Ordering::SeqCst),
@@ -549,6 +764,23 @@ async fn run(master: &Master, cache_kind: CacheKind, seed: u64, size: Size) -> F
             ));
             continue;
         };
+        if obs.applied.is_some() {
+            if !outbox_allows(obs, answer, &versions, &live_writes) {
+                violations.push(format!(
+                    "task {} table {} {:?} (versions {}..={}, applied {:?}): no state the outbox \
+                     may show\n  answer      {answer}\n  expected v{} {}",
+                    obs.task,
+                    obs.table,
+                    obs.op,
+                    obs.v_lo,
+                    obs.v_hi,
+                    obs.applied,
+                    obs.v_hi,
+                    obs.op.expected(&versions[obs.v_hi])
+                ));
+            }
+            continue;
+        }
         let matching: Vec<usize> = (obs.v_lo..=obs.v_hi)
             .filter(|&v| obs.op.expected(&versions[v]) == *answer)
             .collect();
@@ -587,6 +819,17 @@ async fn run(master: &Master, cache_kind: CacheKind, seed: u64, size: Size) -> F
         .iter()
         .map(|f| f.calls.faults.load(Ordering::SeqCst) as u64)
         .sum();
+    if let (Some(outbox), Some(flaky)) = (&model.outbox, &flaky) {
+        let stats = outbox.stats();
+        figures.master_faults = (flaky.lost_requests.load(Ordering::SeqCst)
+            + flaky.lost_answers.load(Ordering::SeqCst)) as u64;
+        figures.replays = stats.replays_recognised;
+        assert_eq!(
+            stats.applied as usize,
+            live_writes.len(),
+            "every outbox write applied once"
+        );
+    }
     assert!(
         violations.is_empty(),
         "{} of {} reads broke the model; first ones:\n{}",
@@ -678,6 +921,13 @@ impl TaskCtx {
         let op = self.draw_read();
         // A third of the reads share the cached rows instead of copying them.
         let shared = self.rng.chance(333);
+        let applied = || {
+            self.model
+                .outbox
+                .as_ref()
+                .map(|o| o.stats().applied as usize)
+        };
+        let a_lo = applied();
         let v_lo = self.model.acked.load(Ordering::SeqCst);
         let outcome = op.run(&self.tables[table], shared).await;
         let v_hi = self.model.submitted.load(Ordering::SeqCst);
@@ -685,6 +935,7 @@ impl TaskCtx {
             Ok((answer, held)) => (Ok(answer), held),
             Err(e) => (Err(e.to_string()), Held::Nothing),
         };
+        let a_hi = applied();
         Observation {
             task: self.task,
             table,
@@ -693,6 +944,7 @@ impl TaskCtx {
             held,
             v_lo,
             v_hi,
+            applied: a_lo.zip(a_hi),
         }
     }
 
@@ -729,6 +981,16 @@ impl TaskCtx {
             let versions = self.model.versions.lock().unwrap();
             versions.len()
         };
+        if behind_back {
+            // Offline writes are last-writer-wins: let the outbox drain
+            // before changing the master behind its back.
+            if let Some(outbox) = &self.model.outbox {
+                outbox.retry_now();
+                tokio::time::timeout(common::PATIENCE, outbox.flush())
+                    .await
+                    .expect("the outbox drained");
+            }
+        }
         self.model.submitted.store(version, Ordering::SeqCst);
         if behind_back {
             op.run_on_master(&self.master)
@@ -746,6 +1008,13 @@ impl TaskCtx {
                 .await
                 .unwrap_or_else(|e| panic!("write {op:?} through table {table}: {e}"));
             self.counts[0].fetch_add(1, Ordering::SeqCst);
+            if self.model.outbox.is_some() {
+                self.model
+                    .live_writes
+                    .lock()
+                    .unwrap()
+                    .push((version, op.clone()));
+            }
         }
         self.model.versions.lock().unwrap().push(next);
         self.model.acked.store(version, Ordering::SeqCst);
@@ -767,15 +1036,18 @@ async fn model_check() {
     for (m, master) in masters().await.iter().enumerate() {
         for (c, cache) in CacheKind::ALL.into_iter().enumerate() {
             let seed = CI_SEEDS[(m + c) % CI_SEEDS.len()];
-            let t = Instant::now();
-            let figures = run(master, cache, seed, CI_SIZE).await;
-            eprintln!(
-                "model {} / {cache:?} seed={seed}: {figures} in {:.2}s",
-                master.kind,
-                t.elapsed().as_secs_f64()
-            );
-            total += figures;
-            runs += 1;
+            for outbox in [false, true] {
+                let t = Instant::now();
+                let figures = run(master, cache, seed, CI_SIZE, outbox).await;
+                let with = if outbox { " + outbox" } else { "" };
+                eprintln!(
+                    "model {} / {cache:?}{with} seed={seed}: {figures} in {:.2}s",
+                    master.kind,
+                    t.elapsed().as_secs_f64()
+                );
+                total += figures;
+                runs += 1;
+            }
         }
     }
     eprintln!(
@@ -806,8 +1078,10 @@ async fn soak() {
         let seed = seed.wrapping_add(round);
         for master in &masters {
             for cache in CacheKind::ALL {
-                total += run(master, cache, seed, SOAK_SIZE).await;
-                runs += 1;
+                for outbox in [false, true] {
+                    total += run(master, cache, seed, SOAK_SIZE, outbox).await;
+                    runs += 1;
+                }
             }
         }
         round += 1;

@@ -430,3 +430,88 @@ fn quickstart_shows_a_miss_then_a_hit_on_every_run() {
         assert!(out.stdout.contains("holds Some(12) rows"));
     }
 }
+
+#[test]
+fn outbox_add_while_the_master_is_unreachable_lands_on_the_next_run() {
+    let schema = format!("vlive_cli_outbox_{}", std::process::id());
+    let Some(url) = postgres_url(&schema) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let row = r#"{"name":"Offline bun","calories":100,"price":90,"is_deleted":false,"inventory_stock":3,"bakery_id":"rye_and_co"}"#;
+    // The master is unreachable (nothing listens on port 1): the add is
+    // accepted locally and reported as pending.
+    let run: Run = Command::new(binary())
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .args([
+            "--postgres",
+            "postgres://someone:hunter2@127.0.0.1:1/test",
+            "--outbox",
+        ])
+        .arg(&outbox)
+        .args(["product", "add", "p_offline", row])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("The master is unreachable"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("Added product 'p_offline' locally: pending"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("1 product write(s) pending in the outbox"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("hunter2") && !run.stderr.contains("hunter2"));
+    assert!(outbox.join("product").join("outbox.redb").is_file());
+
+    // The master is back: the next run applies it first, and says so.
+    let run: Run = Command::new(binary())
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .args(["--postgres", &url, "--outbox"])
+        .arg(&outbox)
+        .args(["product", "get", "p_offline", "list"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .contains("Applied insert product 'p_offline' from an earlier run to the master"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("Offline bun"), "{}", run.stdout);
+    assert_eq!(found(&run), vec![1, 13], "the row is on the master once");
+
+    // A third run has nothing left to apply.
+    let run: Run = Command::new(binary())
+        .current_dir(dir.path())
+        .env_remove("RUST_LOG")
+        .args(["--postgres", &url, "--outbox"])
+        .arg(&outbox)
+        .args(["product", "list"])
+        .output()
+        .unwrap()
+        .into();
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stdout.contains("Applied"), "{}", run.stdout);
+    assert_eq!(found(&run), vec![13]);
+    let _ = Command::new("psql")
+        .env("PGOPTIONS", "--client-min-messages=warning")
+        .args(["postgres://postgres@127.0.0.1:5432/test", "-qc"])
+        .arg(format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .status();
+}

@@ -11,6 +11,9 @@
 //! - [`WriteQueueLayer`]: writes applied one at a time, first in first out,
 //!   on a bounded queue (tower's `Buffer`); a write that entered the queue is
 //!   applied even if its caller gives up; reads pass by.
+//! - [`OutboxLayer`]: instead of the write queue, writes accepted into a
+//!   durable local outbox and applied in the background, in order, exactly
+//!   once; reads show the pending writes.
 //! - [`TracingLayer`]: a span per request and one `ERROR` per failed request;
 //!   every layer logs inside it (see [`trace`] for the spans and fields).
 //!
@@ -34,10 +37,12 @@
 #![warn(missing_docs, missing_debug_implementations)]
 #![forbid(unsafe_code)]
 
+mod backoff;
 pub mod cache;
 pub mod error;
 pub mod invalidate_on_event;
 pub mod live_stream;
+pub mod outbox;
 pub mod request;
 pub mod stats;
 pub mod table;
@@ -50,6 +55,7 @@ pub use cache::{
 };
 pub use invalidate_on_event::{EventStats, EventStatus, InvalidateOnEvent, InvalidateOnEventLayer};
 pub use live_stream::{LiveEvent, LiveStream, ManualLiveStream};
+pub use outbox::{Outbox, OutboxHandle, OutboxLayer};
 pub use request::{Request, Response, Rows, Value, View, WriteRequest};
 pub use stats::{Stats, StatsSnapshot};
 pub use table::{uuid_v7_id, IdGenerator, TableService};

@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use tower::util::{option_layer, BoxCloneSyncService, Either};
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
+use vantage_live_layers::outbox::{OutboxHandle, OutboxLayer, OutboxStats};
 use vantage_live_layers::write_queue::DEFAULT_BOUND;
 use vantage_live_layers::{
     Cache, CacheLayer, CacheService, EventStatus, IdGenerator, InvalidateOnEvent,
-    InvalidateOnEventLayer, LiveStream, Request, Response, TableService, Tracing, TracingLayer,
-    View, WriteQueue, WriteQueueLayer,
+    InvalidateOnEventLayer, LiveStream, Outbox, Request, Response, TableService, Tracing,
+    TracingLayer, View, WriteQueue, WriteQueueLayer,
 };
 use vantage_table::any::AnyTable;
 use vantage_table::traits::table_like::TableLike;
@@ -40,9 +41,13 @@ use super::{LiveTable, Shared};
 /// `Either::Right`, the core stack alone.
 pub type LiveStack = Tracing<Either<InvalidateOnEvent<CoreStack>, CoreStack>>;
 
-/// The stack below the event layer: write queue, cache, master (with its
-/// middleware).
-pub type CoreStack = WriteQueue<CacheService<MasterService>>;
+/// The stack below the event layer: the write queue (or, with
+/// [`LiveTable::with_outbox`], the outbox: `Either::Right`), the cache, the
+/// master (with its middleware).
+pub type CoreStack = Either<WriteQueue<CachedMaster>, Outbox<CachedMaster>>;
+
+/// The cache layer over the master service.
+pub type CachedMaster = CacheService<MasterService>;
 
 /// The service under the cache layer: the [`TableService`] over the master,
 /// behind any middleware added with [`LiveTable::with_master_layer`], boxed
@@ -64,6 +69,8 @@ pub(super) struct Config {
     write_queue_bound: usize,
     /// Middleware around the master, innermost first.
     master_layers: Vec<Middleware>,
+    /// The outbox, in place of the write queue.
+    outbox: Option<OutboxLayer>,
     /// The event layer, made with the settings (it starts nothing until the
     /// first request), so that its status can be watched before first use.
     events: Option<InvalidateOnEventLayer>,
@@ -78,6 +85,7 @@ impl Config {
             live_stream: None,
             write_queue_bound: DEFAULT_BOUND,
             master_layers: Vec::new(),
+            outbox: None,
             events: None,
         }
     }
@@ -257,6 +265,71 @@ impl LiveTable {
         self.rebuild(|c| c.master_layers.push(wrap))
     }
 
+    /// Accept writes offline: writes go to a durable outbox in `folder`
+    /// (opened now) instead of the write queue, and are applied to the
+    /// master in the background, in order, exactly once; reads show them
+    /// while they are pending. See [`OutboxLayer`] for the guarantees and
+    /// the rules of the overlay.
+    ///
+    /// With an outbox a write's `Ok` means *stored locally*, not *applied*:
+    /// `insert_value` and `replace_value` answer the record as written,
+    /// `patch_value` the partial as written, `insert_return_id_value` the id
+    /// generated (and stored) before the answer. The master's verdict comes
+    /// through [`LiveTable::outbox`] ([`OutboxHandle::verdict`],
+    /// [`OutboxHandle::subscribe`], [`OutboxHandle::dead_letters`]), or use
+    /// [`OutboxHandle::submit`] to get a [`Receipt`](vantage_live_layers::outbox::Receipt)
+    /// per write. Writes the master rejects wait in the dead-letter list.
+    ///
+    /// Fails, naming the file, if the outbox file is corrupt, truncated or
+    /// open elsewhere; the master is not touched. One outbox folder per
+    /// master table. This does blocking file I/O.
+    ///
+    /// Writes left pending by an earlier process are applied once the drain
+    /// starts: with the first request through the LiveTable, or
+    /// [`OutboxHandle::start`] (`live.outbox().unwrap().start()`), on the
+    /// current tokio runtime.
+    pub fn with_outbox(
+        self,
+        folder: impl AsRef<std::path::Path>,
+    ) -> std::result::Result<Self, vantage_live_layers::outbox::error::OpenOutboxError> {
+        let layer = OutboxLayer::open(folder)?;
+        Ok(self.with_outbox_layer(layer))
+    }
+
+    /// Use `outbox` (already opened, configured as you like: its maximum of
+    /// pending writes, its classification, its backoff) in place of the
+    /// write queue; see [`LiveTable::with_outbox`]. The LiveTable gives it
+    /// the table writes go to (to recognise replays) and its id generator.
+    pub fn with_outbox_layer(self, outbox: OutboxLayer) -> Self {
+        self.rebuild(|c| c.outbox = Some(outbox))
+    }
+
+    /// The outbox, with [`LiveTable::with_outbox`]: pending writes
+    /// ([`OutboxHandle::pending_ids`] to grey rows out), dead letters,
+    /// verdicts.
+    pub fn outbox(&self) -> Option<&OutboxHandle> {
+        // The outbox's drain runs through the stack below it: assemble the
+        // stack (it starts nothing) so that `start()` has it.
+        let _ = self.stack();
+        self.config()
+            .and_then(|c| c.outbox.as_ref())
+            .map(OutboxLayer::handle)
+    }
+
+    /// The ids of rows with writes waiting in the outbox (empty without
+    /// one).
+    pub fn pending_ids(&self) -> Vec<String> {
+        self.outbox()
+            .map(OutboxHandle::pending_ids)
+            .unwrap_or_default()
+    }
+
+    /// The outbox's counters (`None` without one): pending writes, dead
+    /// letters, applied, rejected, unreachable attempts.
+    pub fn outbox_stats(&self) -> Option<OutboxStats> {
+        self.outbox().map(OutboxHandle::stats)
+    }
+
     /// How many accepted writes may wait in the write queue.
     pub fn write_queue_bound(&self) -> usize {
         self.config().map_or(DEFAULT_BOUND, |c| c.write_queue_bound)
@@ -280,14 +353,27 @@ pub(super) fn assemble(shared: &Shared<LiveStack>) -> LiveStack {
         table = table.with_id_generator(ids.clone());
     }
     let cache_key = cache.slot_keys().cache_key().to_owned();
+    let write_table = table.write_table().clone();
+    let invalidator = cache.invalidator();
     let mut master = MasterService::new(table.map_err(Into::<BoxError>::into));
     for wrap in &config.master_layers {
         master = wrap(master);
     }
-    // Outermost first; see `LiveStack` for why the order is this one.
-    let core = ServiceBuilder::new()
-        .layer(WriteQueueLayer::with_bound(config.write_queue_bound))
-        .layer(cache)
-        .service(master);
+    // Outermost first; see `LiveStack` for why the order is this one. The
+    // outbox, if any, takes the write queue's place.
+    let cached = ServiceBuilder::new().layer(cache).service(master);
+    let core = match &config.outbox {
+        None => Either::Left(WriteQueueLayer::with_bound(config.write_queue_bound).layer(cached)),
+        Some(outbox) => {
+            let mut outbox = outbox
+                .clone()
+                .verify_table(write_table)
+                .invalidator(invalidator);
+            if let Some(ids) = &config.ids {
+                outbox = outbox.id_generator(ids.clone());
+            }
+            Either::Right(outbox.layer(cached))
+        }
+    };
     TracingLayer::new(cache_key).layer(option_layer(config.events).layer(core))
 }

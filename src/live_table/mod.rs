@@ -19,7 +19,7 @@ use vantage_table::pagination::Pagination;
 use vantage_table::traits::table_like::TableLike;
 
 use self::default_stack::Config;
-pub use self::default_stack::{CoreStack, LiveStack, MasterService};
+pub use self::default_stack::{CachedMaster, CoreStack, LiveStack, MasterService};
 
 /// Which page [`LiveTable::page_cache_key`] names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,6 +163,16 @@ impl From<u32> for PageSelector {
 /// write's runtime (so constructing a LiveTable needs no runtime). If that
 /// runtime shuts down, later writes fail with
 /// [`QueueClosed`](crate::QueueClosed).
+///
+/// # Offline writes
+///
+/// [`LiveTable::with_outbox`] puts a durable outbox where the write queue
+/// sits: a write answers once it is stored (synced) in a local redb file,
+/// the outbox applies it to the master in the background, first in first
+/// out, exactly once (replays after a crash are recognised), keeps what the
+/// master rejects in a dead-letter list, and reads show the pending writes
+/// laid over the master's rows. See
+/// [`OutboxLayer`](vantage_live_layers::outbox::OutboxLayer) for every rule.
 ///
 /// # Cloning
 ///

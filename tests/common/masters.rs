@@ -95,3 +95,16 @@ pub async fn embedded_masters(entity_name: &str) -> Vec<Master> {
 pub fn create_table_sql(entity: &Entity, postgres: bool) -> String {
     entity.create_table_sql(postgres, false)
 }
+
+/// The SQLite `product`-style table of `entity_name` in an existing file
+/// (made by [`sqlite_master`]), on a new connection: another process's view
+/// of the same master.
+pub async fn sqlite_table_at(entity_name: &str, path: &std::path::Path) -> (AnyTable, SqliteDB) {
+    let model = Model::load();
+    let entity = model.entity(entity_name);
+    let url = format!("sqlite://{}", path.display());
+    let db = SqliteDB::connect(&url).await.expect("open sqlite master");
+    let table = with_columns(Table::new(entity.table.clone(), db.clone()), entity)
+        .with_order(OrderBy::ascending(SqliteCondition::from(ident(&entity.id))));
+    (AnyTable::from_table(table), db)
+}

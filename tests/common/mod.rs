@@ -8,10 +8,12 @@ pub mod instrumented;
 pub mod latency;
 pub mod masters;
 pub mod postgres;
+pub mod proxy;
 pub mod recording;
 pub mod rng;
 pub mod slots;
 pub mod stacks;
+pub mod unreachable;
 
 pub use bakery::Model;
 pub use faulty_cache::{Fault, FaultyCache};

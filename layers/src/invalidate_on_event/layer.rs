@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use tower::Layer;
 
-use super::backoff::BackoffPolicy;
 use super::service::InvalidateOnEvent;
 use super::status::EventStatus;
 use super::task::Task;
+use crate::backoff::BackoffPolicy;
 use crate::cache::Invalidator;
 use crate::live_stream::LiveStream;
 

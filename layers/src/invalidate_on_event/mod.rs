@@ -84,14 +84,13 @@
 //! # drop(stack); Ok(()) }
 //! ```
 
-mod backoff;
 pub mod future;
 mod layer;
 mod service;
 mod status;
 mod task;
 
-pub use self::backoff::{DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_BACKOFF};
 pub use self::layer::InvalidateOnEventLayer;
 pub use self::service::InvalidateOnEvent;
 pub use self::status::{EventStats, EventStatus};
+pub use crate::backoff::{DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_BACKOFF};

@@ -10,8 +10,8 @@ use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::backoff::{Backoff, BackoffPolicy};
 use super::status::{EventStats, EventStatus};
+use crate::backoff::{Backoff, BackoffPolicy};
 use crate::cache::Invalidator;
 use crate::live_stream::{LiveEvent, LiveStream};
 

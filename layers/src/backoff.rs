@@ -1,17 +1,18 @@
-//! Reconnect delays: exponential, capped, jittered.
+//! Retry delays: exponential, capped, jittered (shared by the event task
+//! and the outbox drain).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// The first reconnect delay's ceiling, unless the layer is told otherwise.
+/// The first retry delay's ceiling, unless the layer is told otherwise.
 pub const DEFAULT_INITIAL_BACKOFF: Duration = Duration::from_millis(50);
-/// The cap on reconnect delays, unless the layer is told otherwise.
+/// The cap on retry delays, unless the layer is told otherwise.
 pub const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 /// The shortest first delay the layer accepts: a zero would spin.
 const MIN_INITIAL: Duration = Duration::from_millis(1);
 
-/// How long to wait between subscriptions.
+/// How long to wait between attempts (subscriptions, outbox retries).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct BackoffPolicy {
     pub(crate) initial: Duration,
@@ -42,7 +43,7 @@ impl BackoffPolicy {
     }
 }
 
-/// The delay sequence of one reconnect loop.
+/// The delay sequence of one retry loop.
 ///
 /// The n-th delay after a reset has the ceiling `initial * 2^n`, capped at
 /// `max`, and is drawn uniformly from `[ceiling / 2, ceiling]` ("equal
