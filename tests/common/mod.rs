@@ -11,6 +11,8 @@ pub mod postgres;
 pub mod recording;
 pub mod rng;
 pub mod slots;
+pub mod surreal;
+pub mod surreal_keys;
 
 pub use bakery::Model;
 pub use faulty_cache::{Fault, FaultyCache};
@@ -20,6 +22,7 @@ pub use masters::{embedded_masters, redb_master, seed, sqlite_master, Master};
 pub use postgres::{all_masters, postgres_master, PgSchema};
 pub use recording::{Recorder, Recording, PATIENCE};
 pub use rng::{Rng, SeedGuard};
+pub use surreal::{surreal_master, SurrealBase};
 
 use ciborium::Value;
 use indexmap::IndexMap;
