@@ -8,6 +8,7 @@ pub mod instrumented;
 pub mod latency;
 pub mod masters;
 pub mod postgres;
+pub mod proxy;
 pub mod recording;
 pub mod rng;
 pub mod slots;

@@ -60,6 +60,29 @@ pub fn surreal_db_url(namespace: &str, database: &str) -> String {
     format!("{}/{namespace}/{database}", surreal_url())
 }
 
+/// The test server's `host:port`, resolved.
+pub fn surreal_addr() -> std::net::SocketAddr {
+    use std::net::ToSocketAddrs;
+    let url = surreal_url();
+    let rest = url.split_once("://").map_or(url.as_str(), |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    rest.split('/')
+        .next()
+        .and_then(|place| place.to_socket_addrs().ok()?.next())
+        .unwrap_or_else(|| panic!("no host:port in {}", surreal_url_redacted()))
+}
+
+/// [`surreal_db_url`] with the server's `host:port` replaced by `addr` (a
+/// proxy in front of it).
+pub fn surreal_db_url_via(addr: std::net::SocketAddr, namespace: &str, database: &str) -> String {
+    let url = surreal_url();
+    let (scheme, rest) = url.split_once("://").expect("a scheme");
+    let userinfo = rest
+        .rsplit_once('@')
+        .map_or(String::new(), |(u, _)| format!("{u}@"));
+    format!("{scheme}://{userinfo}{addr}/{namespace}/{database}")
+}
+
 /// A new connection to `namespace`/`database` (within 10 seconds).
 pub async fn connect(namespace: &str, database: &str) -> Result<SurrealDB, String> {
     let connection =
@@ -132,6 +155,11 @@ impl SurrealBase {
     /// The database's URL, with credentials (for `SurrealLiveStream`).
     pub fn url(&self) -> String {
         surreal_db_url(&self.namespace, &self.database)
+    }
+
+    /// The database's URL through a proxy at `addr`.
+    pub fn url_via(&self, addr: std::net::SocketAddr) -> String {
+        surreal_db_url_via(addr, &self.namespace, &self.database)
     }
 
     /// A new connection of its own (a second client beside the master's).
