@@ -36,7 +36,7 @@ pub fn bare_keys(table: AnyTable) -> AnyTable {
     AnyTable::from_table_like(BareKeys { inner: table })
 }
 
-/// Whether `key` can be written as a record key through [`bare_keys`]; `Err`
+/// Whether `key` can be used as a record key through [`bare_keys`]; `Err`
 /// says why not.
 pub fn check_key(key: &str) -> std::result::Result<(), String> {
     if key.is_empty() {
@@ -45,7 +45,7 @@ pub fn check_key(key: &str) -> std::result::Result<(), String> {
     if let Some(c) = key.chars().find(|c| matches!(c, '⟩' | '\\' | '\0')) {
         return Err(format!(
             "the SurrealDB record key {key:?} holds {c:?}; keys with '⟩', '\\' or NUL \
-             cannot be written through vantage-surrealdb 0.4"
+             cannot be used through vantage-surrealdb 0.4"
         ));
     }
     Ok(())
