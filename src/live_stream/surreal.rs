@@ -136,11 +136,73 @@ impl fmt::Display for SurrealUrlError {
 
 impl std::error::Error for SurrealUrlError {}
 
+/// Percent-decode `text` (the `what` of a URL) into UTF-8.
 fn decode(text: &str, what: &str) -> Result<String, SurrealUrlError> {
-    percent_encoding::percent_decode_str(text)
-        .decode_utf8()
-        .map(|s| s.into_owned())
+    let bad = || SurrealUrlError::new(format!("the {what} has a malformed %-escape"));
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = bytes.get(i + 1..i + 3).ok_or_else(bad)?;
+            let hex = std::str::from_utf8(hex).map_err(|_| bad())?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
         .map_err(|_| SurrealUrlError::new(format!("the {what} is not valid UTF-8 once decoded")))
+}
+
+/// `host` and `port` of `host[:port]` (`[v6]:port` for IPv6), port 80 when
+/// none is given.
+fn host_port(place: &str) -> Result<(String, u16), SurrealUrlError> {
+    let (host, port) = if let Some(rest) = place.strip_prefix('[') {
+        let (v6, after) = rest
+            .split_once(']')
+            .ok_or_else(|| SurrealUrlError::new("an IPv6 host is missing its ']'"))?;
+        let valid = !v6.is_empty()
+            && v6
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.');
+        if !valid {
+            return Err(SurrealUrlError::new("the IPv6 host is not an address"));
+        }
+        let port = match after {
+            "" => None,
+            _ => Some(after.strip_prefix(':').ok_or_else(|| {
+                SurrealUrlError::new("an IPv6 host must be followed by :port or nothing")
+            })?),
+        };
+        (format!("[{v6}]"), port)
+    } else {
+        let (host, port) = match place.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (place, None),
+        };
+        let valid = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'));
+        if !valid {
+            return Err(SurrealUrlError::new(if host.is_empty() {
+                "it names no host"
+            } else {
+                "the host is not a host name or address"
+            }));
+        }
+        (host.to_string(), port)
+    };
+    let port = match port {
+        None => 80,
+        Some(port) => port
+            .parse::<u16>()
+            .map_err(|_| SurrealUrlError::new("the port is not a number from 0 to 65535"))?,
+    };
+    Ok((host, port))
 }
 
 impl SurrealLiveStream {
@@ -156,36 +218,39 @@ impl SurrealLiveStream {
         if table.is_empty() {
             return Err(SurrealUrlError::new("the table name is empty"));
         }
-        // `url::ParseError` describes the problem without quoting the input.
-        let parsed =
-            url::Url::parse(url).map_err(|e| SurrealUrlError::new(format!("not a URL ({e})")))?;
-        match parsed.scheme() {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| SurrealUrlError::new("not a URL (no scheme://)"))?;
+        match scheme.to_ascii_lowercase().as_str() {
             "ws" => {}
             "wss" => {
                 return Err(SurrealUrlError::new(
                     "wss:// needs TLS, which this build does not include; use ws://",
                 ))
             }
-            other => {
+            other
+                if other
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+            {
                 return Err(SurrealUrlError::new(format!(
                     "the scheme must be ws://, not {other}://"
                 )))
             }
+            _ => return Err(SurrealUrlError::new("not a URL (no scheme://)")),
         }
-        let host = match parsed.host_str() {
-            Some(host) if !host.is_empty() => host.to_string(),
-            _ => return Err(SurrealUrlError::new("it names no host")),
-        };
-        let port = parsed.port_or_known_default().unwrap_or(80);
-        if parsed.query().is_some() || parsed.fragment().is_some() {
+        if rest.contains(['?', '#']) {
             return Err(SurrealUrlError::new(
                 "it has a query or fragment; only ws://user:password@host:port/namespace/database is read",
             ));
         }
-        let segments: Vec<&str> = parsed
-            .path_segments()
-            .map(|s| s.filter(|s| !s.is_empty()).collect())
-            .unwrap_or_default();
+        let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (userinfo, place) = match authority.rsplit_once('@') {
+            Some((userinfo, place)) => (Some(userinfo), place),
+            None => (None, authority),
+        };
+        let (host, port) = host_port(place)?;
+        let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         let [namespace, database] = segments.as_slice() else {
             return Err(SurrealUrlError::new(format!(
                 "the path must be /<namespace>/<database>, not {} segment(s)",
@@ -194,15 +259,16 @@ impl SurrealLiveStream {
         };
         let namespace = decode(namespace, "namespace")?;
         let database = decode(database, "database")?;
-        let credentials = if parsed.username().is_empty() {
-            None
-        } else {
-            Some(Credentials {
-                user: decode(parsed.username(), "user name")?,
-                pass: decode(parsed.password().unwrap_or(""), "password")?,
-            })
+        let credentials = match userinfo {
+            None | Some("") => None,
+            Some(userinfo) => {
+                let (user, pass) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+                Some(Credentials {
+                    user: decode(user, "user name")?,
+                    pass: decode(pass, "password")?,
+                })
+            }
         };
-        // Brackets for an IPv6 address come back from `host_str` already.
         let place = format!("{host}:{port}");
         Ok(Self {
             config: Arc::new(Config {
@@ -788,10 +854,17 @@ mod tests {
         let plain = SurrealLiveStream::new("ws://127.0.0.1/ns/db/", "t").unwrap();
         assert_eq!(plain.config.endpoint, "ws://127.0.0.1:80/rpc");
         assert!(plain.config.credentials.is_none());
+        let v6 = SurrealLiveStream::new("WS://root@[::1]:8000/ns/db", "t").unwrap();
+        assert_eq!(v6.config.endpoint, "ws://[::1]:8000/rpc");
+        assert_eq!(v6.config.credentials.as_ref().unwrap().pass, "");
 
         for (url, table, expect) in [
             ("ws://u:secret@h:1/ns/db", "", "table name is empty"),
             ("not a url secret", "t", "not a URL"),
+            ("ws://u:secret@h:99999/ns/db", "t", "port"),
+            ("ws://u:secret@h st/ns/db", "t", "host"),
+            ("ws://u:secret@/ns/db", "t", "no host"),
+            ("ws://u:secret@h/n%zz/db", "t", "%-escape"),
             ("wss://u:secret@h:1/ns/db", "t", "needs TLS"),
             ("http://u:secret@h:1/ns/db", "t", "not http://"),
             ("ws://u:secret@h:1/ns", "t", "/<namespace>/<database>"),
