@@ -434,18 +434,25 @@ fn quickstart_shows_a_miss_then_a_hit_on_every_run() {
 /// A fresh database on the SurrealDB test server, as a `--surreal` URL, or a
 /// skip (a failure when CI=true).
 fn surreal_url(database: &str) -> Option<String> {
+    use std::net::ToSocketAddrs;
     let base = std::env::var("VANTAGE_LIVE_SURREAL_URL")
         .unwrap_or_else(|_| "ws://root:root@127.0.0.1:8000".to_string());
-    let reachable = std::net::TcpStream::connect_timeout(
-        &"127.0.0.1:8000".parse().unwrap(),
-        std::time::Duration::from_secs(2),
-    )
-    .is_ok();
+    // `host:port`, after the scheme and any user and password.
+    let rest = base.split_once("://").map_or(base.as_str(), |(_, r)| r);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    let place = rest.split('/').next().unwrap_or(rest).to_string();
+    let reachable = place
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .is_some_and(|addr| {
+            std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2)).is_ok()
+        });
     if !reachable {
         if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("SurrealDB at 127.0.0.1:8000 is unreachable and CI=true");
+            panic!("SurrealDB at {place} is unreachable and CI=true");
         }
-        eprintln!("skipping: SurrealDB unreachable at 127.0.0.1:8000");
+        eprintln!("skipping: SurrealDB unreachable at {place}");
         return None;
     }
     Some(format!(
