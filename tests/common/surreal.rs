@@ -68,6 +68,10 @@ pub fn surreal_addr() -> std::net::SocketAddr {
     let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
     rest.split('/')
         .next()
+        .map(|place| match place.rsplit_once(':') {
+            Some((_, port)) if port.parse::<u16>().is_ok() => place.to_string(),
+            _ => format!("{place}:80"),
+        })
         .and_then(|place| place.to_socket_addrs().ok()?.next())
         .unwrap_or_else(|| panic!("no host:port in {}", surreal_url_redacted()))
 }
