@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# SurrealDB for the tests: build once per machine, start if down, seed.
+# SurrealDB for the tests: build once per machine, start if down. (Nothing to
+# seed: each test makes and seeds a database of its own, and live_cli
+# --surreal seeds its database on first use.)
 #
 #   .ci/surreal.sh install   build tools/surreal-server into the cache folder
 #                            unless that exact version is installed already

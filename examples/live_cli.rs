@@ -6,9 +6,12 @@
 //!
 //! Entities come from `examples/bakery/bakery.yaml` (bakery, client, product,
 //! order). The master is a SQLite file created and seeded on first run
-//! (`--db FILE`, default `target/live_cli/bakery.sqlite`), or PostgreSQL with
-//! `--postgres URL` (tables created and seeded if empty). Every entity's
-//! table is wrapped in a `LiveTable`; the cache is in memory by default,
+//! (`--db FILE`, default `target/live_cli/bakery.sqlite`), PostgreSQL with
+//! `--postgres URL` (tables created and seeded if empty), or SurrealDB with
+//! `--surreal ws://user:password@host:port/namespace/database` (tables
+//! defined and seeded if empty; each LiveTable then also listens to the
+//! table's `LIVE SELECT`, so changes made by others drop its cache). Every
+//! entity's table is wrapped in a `LiveTable`; the cache is in memory by default,
 //! `--cache FOLDER` keeps it on disk between runs (`RedbCache`), and
 //! `--no-cache` bypasses it (`NoCache`, the parity check). `--debug` prints
 //! the traced cache and queue activity to stderr (`RUST_LOG` overrides the
@@ -44,6 +47,9 @@ mod bakery;
 #[path = "../tests/common/hooked.rs"]
 #[allow(dead_code)]
 mod hooked;
+#[path = "../tests/common/surreal_keys.rs"]
+#[allow(dead_code)]
+mod surreal_keys;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -59,13 +65,15 @@ use indexmap::IndexMap;
 use vantage_dataset::prelude::{ReadableValueSet, WritableValueSet};
 use vantage_live::cache::SlotKeys;
 use vantage_live::outbox::{FlushOutcome, OutboxLayer, OutboxOp, Settled, Verdict};
-use vantage_live::{Cache, LiveTable, MemCache, NoCache, RedbCache};
+use vantage_live::{Cache, LiveTable, MemCache, NoCache, RedbCache, SurrealLiveStream};
 use vantage_sql::condition::{PostgresCondition, SqliteCondition};
 use vantage_sql::postgres::operation::PostgresOperation;
 use vantage_sql::postgres::{AnyPostgresType, PostgresDB};
 use vantage_sql::primitives::identifier::ident;
 use vantage_sql::sqlite::operation::SqliteOperation;
 use vantage_sql::sqlite::{AnySqliteType, SqliteDB};
+use vantage_surrealdb::surrealdb::SurrealDB;
+use vantage_surrealdb::AnySurrealType;
 use vantage_table::any::AnyTable;
 use vantage_table::column::core::Column;
 use vantage_table::pagination::Pagination;
@@ -80,11 +88,15 @@ use vantage_types::Record;
 #[command(name = "live_cli", version, about)]
 struct Cli {
     /// SQLite file used as the master (created and seeded on first run).
-    #[arg(long, value_name = "FILE", conflicts_with = "postgres")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["postgres", "surreal"])]
     db: Option<PathBuf>,
     /// Use a PostgreSQL master at URL instead (tables created and seeded if empty).
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", conflicts_with = "surreal")]
     postgres: Option<String>,
+    /// Use a SurrealDB master instead, at ws://USER:PASSWORD@HOST:PORT/NAMESPACE/DATABASE
+    /// (tables defined and seeded if empty); its LIVE queries keep the cache fresh.
+    #[arg(long, value_name = "URL")]
+    surreal: Option<String>,
     /// Keep the cache on disk in FOLDER (RedbCache); survives between runs.
     #[arg(long, value_name = "FOLDER", conflicts_with = "no_cache")]
     cache: Option<PathBuf>,
@@ -148,9 +160,10 @@ async fn run(cli: Cli) -> CliResult<()> {
     let model = load_model()?;
     let commands = parse_commands(&model, &cli.entity, &cli.commands)?;
 
-    let connected = match &cli.postgres {
-        Some(url) => Master::postgres(url).await,
-        None => {
+    let connected = match (&cli.postgres, &cli.surreal) {
+        (Some(url), _) => Master::postgres(url).await,
+        (None, Some(url)) => Master::surreal(url).await,
+        (None, None) => {
             let path = cli.db.clone().unwrap_or_else(|| {
                 PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/live_cli/bakery.sqlite")
             });
@@ -216,12 +229,12 @@ async fn run_commands(
             Command::Page(page) => view.page = Some(page),
             Command::Ipp(ipp) => view.ipp = Some(ipp),
             Command::Ref(relation) => {
-                let table = view.live(model, master, cache, outboxes, live)?;
+                let table = view.live(model, master, cache, outboxes, live).await?;
                 *view = view.follow(model, &relation, &table).await?;
                 *live = None;
             }
             Command::List => {
-                let table = view.live(model, master, cache, outboxes, live)?;
+                let table = view.live(model, master, cache, outboxes, live).await?;
                 let started = Instant::now();
                 let rows = table.list_values().await.map_err(|e| e.to_string())?;
                 let took = started.elapsed();
@@ -230,7 +243,7 @@ async fn run_commands(
                 println!("Found {} {noun} in {}", rows.len(), show_duration(took));
             }
             Command::Get(id) => {
-                let table = view.live(model, master, cache, outboxes, live)?;
+                let table = view.live(model, master, cache, outboxes, live).await?;
                 let started = Instant::now();
                 let row = table.get_value(&id).await.map_err(|e| e.to_string())?;
                 let took = started.elapsed();
@@ -248,7 +261,7 @@ async fn run_commands(
                 }
             }
             Command::Add(id, record) => {
-                let table = view.live(model, master, cache, outboxes, live)?;
+                let table = view.live(model, master, cache, outboxes, live).await?;
                 table
                     .insert_value(&id, &record)
                     .await
@@ -264,7 +277,7 @@ async fn run_commands(
                 }
             }
             Command::Delete(id) => {
-                let table = view.live(model, master, cache, outboxes, live)?;
+                let table = view.live(model, master, cache, outboxes, live).await?;
                 table
                     .delete(&id)
                     .await
@@ -510,7 +523,7 @@ impl ViewState {
     }
 
     /// This view's LiveTable, reusing `slot` while the view is unchanged.
-    fn live(
+    async fn live(
         &self,
         model: &Model,
         master: &Master,
@@ -524,8 +537,12 @@ impl ViewState {
                 let entity = self.entity(model);
                 let any = master.table(entity, &self.conditions, self.restriction.as_ref())?;
                 let live = LiveTable::new(any, self.cache_key(), cache.clone());
-                match outboxes.layer(&self.name)? {
+                let live = match outboxes.layer(&self.name)? {
                     Some(layer) => live.with_outbox_layer(layer),
+                    None => live,
+                };
+                match master.live_stream(entity)? {
+                    Some(stream) => listening(live.with_live_stream(Arc::new(stream))).await,
                     None => live,
                 }
             }
@@ -570,6 +587,19 @@ impl ViewState {
     }
 }
 
+/// `live` once its live query runs (its first event, the "anything may have
+/// changed" of a new subscription, has dropped the cache_key), so that it
+/// cannot drop slots the commands fill; or once it failed to start (logged
+/// with --debug), after which the LiveTable works on without it.
+async fn listening(live: LiveTable) -> LiveTable {
+    live.start_live_stream();
+    if let Some(mut status) = live.live_stream_status() {
+        let started = status.wait_for(|s| s.events >= 1 || s.subscriptions >= 2);
+        let _ = tokio::time::timeout(Duration::from_secs(15), started).await;
+    }
+    live
+}
+
 /// After a write, drop every cached view of the entity, not only the one the
 /// write went through: conditioned views and views reached by `ref` have
 /// keys of their own.
@@ -582,6 +612,9 @@ async fn invalidate_entity(cache: &Arc<dyn Cache>, name: &str) {
 enum Master {
     Sqlite(SqliteDB),
     Postgres(PostgresDB),
+    /// The connection, and the URL (with credentials: never shown) its live
+    /// streams connect to.
+    Surreal(SurrealDB, String),
     /// Unreachable at start (with `--outbox`): tables that know their
     /// columns (from an empty in-memory SQLite schema) and fail every read
     /// and write as a refused connection.
@@ -654,13 +687,49 @@ impl Master {
         Ok(Master::Postgres(db))
     }
 
+    async fn surreal(url: &str) -> CliResult<Self> {
+        // The live stream's URL check: the same form, and errors that never
+        // repeat the URL.
+        SurrealLiveStream::new(url, "-").map_err(|e| e.to_string())?;
+        let place = url_place(url);
+        let unreachable = |why: String| format!("cannot connect to SurrealDB at {place}: {why}");
+        let connection =
+            surreal_client::SurrealConnection::dsn(url).map_err(|e| unreachable(e.to_string()))?;
+        let client = match tokio::time::timeout(Duration::from_secs(10), connection.connect()).await
+        {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => return Err(unreachable(e.to_string())),
+            Err(_) => return Err(unreachable("timed out after 10 s".into())),
+        };
+        Ok(Master::Surreal(SurrealDB::new(client), url.to_string()))
+    }
+
+    /// The live stream of `entity`'s table (SurrealDB only).
+    fn live_stream(&self, entity: &Entity) -> CliResult<Option<SurrealLiveStream>> {
+        match self {
+            Master::Surreal(_, url) => SurrealLiveStream::new(url, entity.table.clone())
+                .map(Some)
+                .map_err(|e| e.to_string()),
+            _ => Ok(None),
+        }
+    }
+
     /// Create missing tables and seed empty ones.
     async fn prepare(&self, model: &Model) -> CliResult<()> {
         for (name, entity) in &model.entities {
             let ddl = entity.create_table_sql(matches!(self, Master::Postgres(_)), true);
             let created = match self {
-                Master::Sqlite(db) => sqlx::query(&ddl).execute(db.pool()).await.map(drop),
-                Master::Postgres(db) => sqlx::query(&ddl).execute(db.pool()).await.map(drop),
+                Master::Sqlite(db) => sqlx::query(&ddl)
+                    .execute(db.pool())
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+                Master::Postgres(db) => sqlx::query(&ddl)
+                    .execute(db.pool())
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+                Master::Surreal(db, _) => define_surreal_table(db, &entity.table).await,
                 Master::Offline(..) => return Ok(()),
             };
             created.map_err(|e| format!("cannot create table {}: {e}", entity.table))?;
@@ -738,8 +807,78 @@ impl Master {
                 }
                 Ok(AnyTable::from_table(table))
             }
+            Master::Surreal(db, _) => {
+                let id: vantage_expressions::Expression<AnySurrealType> =
+                    vantage_expressions::Expression::new("id", vec![]);
+                let mut table = with_columns(Table::new(entity.table.clone(), db.clone()), entity)
+                    .with_order(OrderBy::ascending(id));
+                // The id column holds record ids (`product:p01`), not text.
+                let surreal_value = |field: &str, value: &Cbor| -> CliResult<AnySurrealType> {
+                    let value = match value {
+                        Cbor::Text(key) if *field == entity.id => {
+                            surreal_keys::check_key(key)?;
+                            Cbor::Tag(
+                                8,
+                                Box::new(Cbor::Array(vec![
+                                    Cbor::Text(entity.table.clone()),
+                                    Cbor::Text(key.clone()),
+                                ])),
+                            )
+                        }
+                        other => other.clone(),
+                    };
+                    AnySurrealType::from_cbor(&value)
+                        .ok_or_else(|| format!("{value:?} has no SurrealDB type"))
+                };
+                for (field, value) in conditions {
+                    let cond = db
+                        .eq_value_condition(field, surreal_value(field, value)?)
+                        .map_err(|e| e.to_string())?;
+                    table = table.with_condition(cond);
+                }
+                if let Some((column, values)) = restriction {
+                    let cond = if values.is_empty() {
+                        vantage_expressions::Expression::new("false", vec![])
+                    } else {
+                        let values: Vec<Cbor> = values
+                            .iter()
+                            .map(|v| surreal_value(column, v).map(|v| v.value().clone()))
+                            .collect::<CliResult<_>>()?;
+                        let list = AnySurrealType::from_cbor(&Cbor::Array(values))
+                            .ok_or("the related ids have no SurrealDB type")?;
+                        vantage_expressions::Expression::new(
+                            format!("{} IN {{}}", surreal_ident(column)?),
+                            vec![vantage_expressions::ExpressiveEnum::Scalar(list)],
+                        )
+                    };
+                    table = table.with_condition(cond);
+                }
+                Ok(surreal_keys::bare_keys(AnyTable::from_table(table)))
+            }
         }
     }
+}
+
+/// A column or table name quoted for SurrealQL.
+fn surreal_ident(name: &str) -> CliResult<String> {
+    if name.is_empty() || name.contains('`') || name.contains('\\') {
+        return Err(format!("'{name}' cannot be a SurrealDB name"));
+    }
+    Ok(format!("`{name}`"))
+}
+
+/// `DEFINE TABLE IF NOT EXISTS`: SurrealDB 3 refuses some statements (a
+/// `DELETE` of every row, for one) on a table that does not exist yet.
+async fn define_surreal_table(db: &SurrealDB, table: &str) -> CliResult<()> {
+    use vantage_expressions::ExprDataSource as _;
+    let ddl: vantage_expressions::Expression<AnySurrealType> = vantage_expressions::Expression::new(
+        format!(
+            "DEFINE TABLE IF NOT EXISTS {} SCHEMALESS",
+            surreal_ident(table)?
+        ),
+        vec![],
+    );
+    db.execute(&ddl).await.map(drop).map_err(|e| e.to_string())
 }
 
 /// `IN (...)` over the values, or a condition no row meets when there are
@@ -756,7 +895,7 @@ where
     }
 }
 
-/// `host:port/db` of a PostgreSQL URL, without user or password.
+/// `host:port/db` of a PostgreSQL or SurrealDB URL, without user or password.
 fn url_place(url: &str) -> String {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
     let rest = rest.rsplit_once('@').map(|(_, r)| r).unwrap_or(rest);

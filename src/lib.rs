@@ -97,9 +97,11 @@
 //! # Live events
 //!
 //! [`LiveTable::with_live_stream`] keeps the cache honest without polling: a
-//! [`LiveStream`] (your own, [`ManualLiveStream`], or `PgNotifyLiveStream` for
-//! PostgreSQL `LISTEN`/`NOTIFY` with the `postgres` feature) reports changes
-//! made anywhere, and every [`LiveEvent`] drops the cache_key.
+//! [`LiveStream`] (your own, [`ManualLiveStream`], `PgNotifyLiveStream` for
+//! PostgreSQL `LISTEN`/`NOTIFY` with the `postgres` feature, or
+//! `SurrealLiveStream` for SurrealDB `LIVE SELECT` with the `surrealdb`
+//! feature) reports changes made anywhere, and every [`LiveEvent`] drops the
+//! cache_key.
 //!
 //! # Observability
 //!
@@ -129,6 +131,8 @@ pub use cache::{Cache, CachedRows, CachedSlot, MemCache, NoCache, RedbCache, Slo
 #[cfg(feature = "postgres")]
 pub use live_stream::{install_notify_trigger, parse_notify_payload, PgNotifyLiveStream};
 pub use live_stream::{LiveEvent, LiveStream, ManualLiveStream};
+#[cfg(feature = "surrealdb")]
+pub use live_stream::{SurrealLiveStream, SurrealUrlError};
 pub use live_table::{CachedMaster, CoreStack, LiveStack, LiveTable, MasterService, PageSelector};
 pub use vantage_live_layers::error::into_vantage_error;
 pub use vantage_live_layers::outbox;

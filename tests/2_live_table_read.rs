@@ -55,7 +55,7 @@ async fn miss_then_fill_then_hit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hit_is_served_while_the_master_is_down() {
     common::init_tracing();
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         for tc in common::storing_caches() {
             let what = format!("{} over {}", tc.name, master.kind);
             let (wrapped, probe) = Instrumented::wrap(master.table.clone());
@@ -143,7 +143,7 @@ async fn hit_is_served_after_the_sqlite_pool_is_closed() {
 #[tokio::test]
 async fn get_value_fills_a_per_id_slot() {
     common::init_tracing();
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         let what = master.kind;
         let cache = Arc::new(MemCache::new());
         let (wrapped, probe) = Instrumented::wrap(master.table.clone());
@@ -192,7 +192,7 @@ async fn get_value_fills_a_per_id_slot() {
 #[tokio::test]
 async fn a_missing_id_is_cached_as_absent_until_a_change_drops_it() {
     common::init_tracing();
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         let what = master.kind;
         let cache = Arc::new(MemCache::new());
         let (wrapped, probe) = Instrumented::wrap(master.table.clone());
@@ -228,7 +228,7 @@ async fn a_missing_id_is_cached_as_absent_until_a_change_drops_it() {
 #[tokio::test]
 async fn count_is_cached() {
     common::init_tracing();
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         let what = master.kind;
         let cache = Arc::new(MemCache::new());
         let (wrapped, probe) = Instrumented::wrap(master.table.clone());
@@ -266,7 +266,7 @@ async fn count_is_cached() {
 #[tokio::test]
 async fn master_reads_are_counted() {
     common::init_tracing();
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         let what = master.kind;
         let (wrapped, probe) = Instrumented::wrap(master.table.clone());
         let live = common::live(wrapped, "products", Arc::new(MemCache::new()));
@@ -302,7 +302,7 @@ async fn master_reads_are_counted() {
 #[tokio::test]
 async fn get_some_value_passes_through() {
     common::init_tracing();
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         let what = master.kind;
         let cache = Arc::new(MemCache::new());
         let (wrapped, probe) = Instrumented::wrap(master.table.clone());
@@ -332,7 +332,7 @@ async fn get_some_value_passes_through() {
 #[tokio::test]
 async fn no_cache_parity() {
     common::init_tracing();
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         let what = master.kind;
         let (wrapped, probe) = Instrumented::wrap(master.table.clone());
         let live = common::live(wrapped, "products", Arc::new(NoCache));
@@ -386,7 +386,7 @@ async fn no_cache_parity() {
 #[tokio::test]
 async fn add_condition_eq_rejected_by_the_master_leaves_the_view_unchanged() {
     common::init_tracing();
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         let what = master.kind;
         let (wrapped, probe) = Instrumented::wrap(master.table.clone());
         let mut live = common::live(wrapped, "products", Arc::new(MemCache::new()));
@@ -424,7 +424,7 @@ async fn add_condition_eq_rejected_by_the_master_leaves_the_view_unchanged() {
 #[tokio::test]
 async fn opaque_condition_rejected_by_the_master_leaves_the_live_table_cacheable() {
     common::init_tracing();
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         let what = master.kind;
         let (wrapped, probe) = Instrumented::wrap(master.table.clone());
         let mut live = common::live(wrapped, "products", Arc::new(MemCache::new()));
@@ -451,7 +451,7 @@ async fn opaque_condition_rejected_by_the_master_leaves_the_live_table_cacheable
 #[tokio::test]
 async fn master_changed_behind_the_back_shows_only_after_invalidation() {
     common::init_tracing();
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         for tc in common::storing_caches() {
             let what = format!("{} over {}", tc.name, master.kind);
             let master_table = master.table.clone();
@@ -582,7 +582,7 @@ async fn wrong_shaped_or_undecodable_slots_are_misses() {
 #[tokio::test]
 async fn awkward_ids_get_their_own_slots() {
     common::init_tracing();
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         let what = master.kind;
         let ids = ["a/b", "a%2Fb", "a b", "ü-ñ 🥐", "x=1&y=2", "%"];
         for (i, id) in ids.iter().enumerate() {

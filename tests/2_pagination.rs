@@ -20,7 +20,7 @@ fn p(page: i64, ipp: i64) -> Pagination {
 #[tokio::test]
 async fn each_page_and_page_size_has_its_own_slot() {
     common::init_tracing();
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         let what = master.kind;
         let cache = Arc::new(MemCache::new());
         let (wrapped, probe) = Instrumented::wrap(master.table.clone());
@@ -86,7 +86,7 @@ async fn each_page_and_page_size_has_its_own_slot() {
 #[tokio::test]
 async fn unpaginated_and_paginated_slots_are_distinct() {
     common::init_tracing();
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         let what = master.kind;
         let cache = Arc::new(MemCache::new());
         let (wrapped, probe) = Instrumented::wrap(master.table.clone());
@@ -119,7 +119,7 @@ async fn unpaginated_and_paginated_slots_are_distinct() {
 #[tokio::test]
 async fn clearing_pagination_uses_the_unpaginated_slot() {
     common::init_tracing();
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         let what = master.kind;
         let cache = Arc::new(MemCache::new());
         let (wrapped, probe) = Instrumented::wrap(master.table.clone());
@@ -151,7 +151,7 @@ async fn clearing_pagination_uses_the_unpaginated_slot() {
 #[tokio::test]
 async fn master_ipp_is_stored_and_changes_nothing() {
     common::init_tracing();
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         let what = master.kind;
         let cache = Arc::new(MemCache::new());
         let plain = LiveTable::new(master.table.clone(), "products", cache.clone());
@@ -197,7 +197,7 @@ async fn master_ipp_is_stored_and_changes_nothing() {
 #[tokio::test]
 async fn live_table_starts_with_the_masters_pagination() {
     common::init_tracing();
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         let what = master.kind;
         let mut paged_master = master.table.clone();
         paged_master.set_pagination(Some(p(2, 5)));
@@ -223,7 +223,7 @@ async fn live_table_starts_with_the_masters_pagination() {
 #[tokio::test]
 async fn clones_keep_their_own_view() {
     common::init_tracing();
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         let what = master.kind;
         let mut a = LiveTable::new(master.table.clone(), "products", Arc::new(MemCache::new()));
         a.set_pagination(Some(p(1, 5)));
@@ -254,7 +254,7 @@ async fn clones_keep_their_own_view() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_pages_from_clones_run_in_parallel_without_cross_talk() {
     common::init_tracing();
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         let what = master.kind;
         let (wrapped, probe) = Instrumented::wrap(master.table.clone());
         let live = LiveTable::new(wrapped, "products", Arc::new(MemCache::new()));
@@ -320,7 +320,7 @@ async fn concurrent_pages_from_clones_run_in_parallel_without_cross_talk() {
 #[tokio::test]
 async fn count_of_a_paginated_live_table_counts_every_row() {
     common::init_tracing();
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         let what = master.kind;
         let seeded = common::seed_len("product") as i64;
         let cache = Arc::new(MemCache::new());

@@ -50,7 +50,7 @@ async fn assert_slots(live: &LiveTable, slots: &Slots, warm: bool, what: &str) {
 #[tokio::test]
 async fn insert_lands_and_invalidates() {
     common::init_tracing();
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         let kind = master.kind;
         let live = live(&master);
         let slots = warm(&live, ROW).await;
@@ -75,7 +75,7 @@ async fn insert_lands_and_invalidates() {
 
 #[tokio::test]
 async fn replace_lands_and_invalidates() {
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         let kind = master.kind;
         let live = live(&master);
         let slots = warm(&live, ROW).await;
@@ -100,7 +100,7 @@ async fn replace_lands_and_invalidates() {
 
 #[tokio::test]
 async fn patch_lands_and_invalidates() {
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         let kind = master.kind;
         let live = live(&master);
         let slots = warm(&live, ROW).await;
@@ -127,7 +127,7 @@ async fn patch_lands_and_invalidates() {
 
 #[tokio::test]
 async fn delete_lands_and_invalidates() {
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         let kind = master.kind;
         let live = live(&master);
         let slots = warm(&live, ROW).await;
@@ -157,7 +157,7 @@ async fn delete_lands_and_invalidates() {
 
 #[tokio::test]
 async fn delete_all_lands_and_invalidates() {
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         let kind = master.kind;
         let live = live(&master);
         let slots = warm(&live, ROW).await;
@@ -175,7 +175,7 @@ async fn delete_all_lands_and_invalidates() {
 
 #[tokio::test]
 async fn insert_return_id_lands_and_invalidates() {
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         let kind = master.kind;
         let live = live(&master);
         let slots = warm(&live, ROW).await;
@@ -195,7 +195,7 @@ async fn insert_return_id_lands_and_invalidates() {
 
 #[tokio::test]
 async fn a_rejected_patch_leaves_the_slots_warm() {
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         let kind = master.kind;
         let live = live(&master);
         let slots = warm(&live, ROW).await;
@@ -211,6 +211,9 @@ async fn a_rejected_patch_leaves_the_slots_warm() {
             .unwrap_err();
         let expected = match kind {
             "redb" => "Cannot patch missing row",
+            // SurrealDB 3 updates no row (it does not upsert) and
+            // vantage-surrealdb 0.4 finds no row in the answer.
+            "surrealdb" => "expected map in array result",
             _ => "Row not found after patch",
         };
         assert!(error.to_string().contains(expected), "{kind}: {error}");

@@ -2,7 +2,8 @@
 //! cache_key; a lost stream is re-subscribed with backoff and drops it too;
 //! the background task ends with the last LiveTable clone. The PostgreSQL
 //! tests change rows with plain SQL beside the LiveTable and watch them show
-//! up through LISTEN/NOTIFY.
+//! up through LISTEN/NOTIFY; the SurrealDB tests change rows through a second
+//! connection and watch them show up through `LIVE SELECT`.
 
 mod common;
 
@@ -19,7 +20,7 @@ use vantage_core::Result;
 use vantage_dataset::prelude::{ReadableValueSet, WritableValueSet};
 use vantage_live::{
     install_notify_trigger, Cache, CachedRows, EventStats, EventStatus, LiveEvent, LiveStream,
-    LiveTable, ManualLiveStream, MemCache, PgNotifyLiveStream, RedbCache,
+    LiveTable, ManualLiveStream, MemCache, PgNotifyLiveStream, RedbCache, SurrealLiveStream,
 };
 use vantage_table::pagination::Pagination;
 use vantage_table::traits::table_like::TableLike;
@@ -693,6 +694,254 @@ async fn postgres_lost_connection_is_resubscribed_and_the_cache_dropped() {
             .await
             .unwrap()
             .contains_key("p07_pain_au_chocolat")
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------------------
+// SurrealDB: a real master and a real event source (`LIVE SELECT`).
+
+/// A LiveTable over `master` (a SurrealDB product master) whose live stream
+/// connects to `url`, with the live query in place.
+async fn surreal_live_over(master: &common::Master, url: &str) -> (LiveTable, EventStatus) {
+    let source = SurrealLiveStream::new(url, "product").expect("a valid URL");
+    let live = LiveTable::new(master.table.clone(), "products", Arc::new(MemCache::new()))
+        .with_live_stream(Arc::new(source));
+    let mut status = live.live_stream_status().unwrap();
+    // The stream's first event says the live query runs.
+    wait(&mut status, "LIVE SELECT", |s| s.events >= 1).await;
+    (live, status)
+}
+
+fn ids_of(rows: &common::Rows) -> Vec<String> {
+    rows.keys().cloned().collect()
+}
+
+#[tokio::test]
+async fn surreal_rows_changed_by_a_second_connection_show_up_in_the_next_reads() {
+    common::init_tracing();
+    require_surreal!();
+    let master = common::surreal_master("product").await;
+    let base = master.surreal.clone().unwrap();
+    let (live, status) = surreal_live_over(&master, &base.url()).await;
+    let ids = || async { ids_of(&live.list_values().await.unwrap()) };
+
+    // Insert, through a second connection's own table.
+    let model = common::Model::load();
+    let other = common::surreal::surreal_table(base.connect().await, model.entity("product"));
+    assert_eq!(ids().await.len(), 12);
+    let before = status.current().events;
+    other
+        .insert_value(&"p13_bagel".to_string(), &common::extra_product("Bagel"))
+        .await
+        .unwrap();
+    eventually("insert", || async {
+        ids().await.contains(&"p13_bagel".to_string())
+    })
+    .await;
+    assert!(
+        status.current().events > before,
+        "an event did it, not a timeout"
+    );
+
+    // Update, in plain SurrealQL: the id slot and the list slot both follow.
+    let brioche = "p02_brioche".to_string();
+    let row = live.get_value(&brioche).await.unwrap().unwrap();
+    assert_eq!(text(&row, "price").as_deref(), Some("260"));
+    assert!(live
+        .cache()
+        .get(&live.id_cache_key(&brioche))
+        .await
+        .unwrap()
+        .is_some());
+    base.query("UPDATE product:p02_brioche SET price = 999")
+        .await;
+    eventually("update (get)", || async {
+        let row = live.get_value(&brioche).await.unwrap().unwrap();
+        text(&row, "price").as_deref() == Some("999")
+    })
+    .await;
+    let rows = live.list_values().await.unwrap();
+    assert_eq!(text(&rows[&brioche], "price").as_deref(), Some("999"));
+
+    // Delete.
+    base.query("DELETE product:p05_focaccia").await;
+    eventually("delete", || async {
+        !ids().await.contains(&"p05_focaccia".to_string())
+    })
+    .await;
+    assert!(live
+        .get_value(&"p05_focaccia".to_string())
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(live.get_count().await.unwrap(), 12);
+    assert_eq!(
+        status.current().subscriptions,
+        1,
+        "one connection throughout"
+    );
+}
+
+#[tokio::test]
+async fn surreal_live_maps_operations_to_events() {
+    require_surreal!();
+    let base = common::surreal::fresh_database("live").await;
+    base.query("CREATE item:seed SET qty = 0").await;
+    let source = SurrealLiveStream::new(&base.url(), "item").unwrap();
+    assert_eq!(source.table(), "item");
+    assert_eq!(source.database(), base.database);
+    let debug = format!("{source:?}");
+    assert!(
+        debug.contains("item") && !debug.contains("root:root"),
+        "{debug}"
+    );
+    let qualified = source.clone().with_qualified_ids();
+    let mut events = source.subscribe();
+    let mut full = qualified.subscribe();
+    macro_rules! next {
+        ($events:expr) => {
+            tokio::time::timeout(Duration::from_secs(10), $events.next())
+                .await
+                .expect("an event within 10 s")
+                .expect("the stream is up")
+        };
+    }
+    assert_eq!(next!(events), LiveEvent::Changed, "LIVE in place");
+    assert_eq!(next!(full), LiveEvent::Changed, "LIVE in place");
+
+    base.query("CREATE item:a SET qty = 1").await;
+    assert_eq!(next!(events), LiveEvent::inserted("a"));
+    assert_eq!(next!(full), LiveEvent::inserted("item:a"), "qualified ids");
+    base.query("UPDATE item:a SET qty = 5").await;
+    assert_eq!(next!(events), LiveEvent::updated("a"));
+    base.query("UPSERT item:b SET qty = 2").await;
+    assert_eq!(
+        next!(events),
+        LiveEvent::inserted("b"),
+        "an upsert that creates"
+    );
+    // Other tables are not heard.
+    base.query("CREATE other:z SET qty = 1").await;
+    base.query("DELETE item:a").await;
+    assert_eq!(next!(events), LiveEvent::deleted("a"));
+    // Keys that are numbers, or need quoting, come back as their text.
+    base.query("CREATE item:42 SET qty = 1").await;
+    assert_eq!(next!(events), LiveEvent::inserted("42"));
+    base.query("CREATE item:⟨x y/z⟩ SET qty = 1").await;
+    assert_eq!(next!(events), LiveEvent::inserted("x y/z"));
+    // A key with no id text (an array) is a change of anything.
+    base.query("CREATE item:['a', 1] SET qty = 1").await;
+    assert_eq!(next!(events), LiveEvent::Changed);
+    // A statement touching many rows: one event per row.
+    base.query("DELETE item WHERE qty = 1").await;
+    let mut deleted = Vec::new();
+    for _ in 0..3 {
+        deleted.push(next!(events));
+    }
+    assert!(
+        deleted.contains(&LiveEvent::deleted("42"))
+            && deleted.contains(&LiveEvent::deleted("x y/z")),
+        "{deleted:?}"
+    );
+}
+
+#[tokio::test]
+async fn surreal_live_query_is_killed_when_the_last_live_table_is_dropped() {
+    common::init_tracing();
+    require_surreal!();
+    let master = common::surreal_master("product").await;
+    let base = master.surreal.clone().unwrap();
+    let (live, _status) = surreal_live_over(&master, &base.url()).await;
+    assert_eq!(base.live_queries("product").await, 1, "one live query");
+
+    let clone = live.clone();
+    drop(live);
+    // A clone keeps the subscription (and the task) alive.
+    clone.list_values().await.unwrap();
+    assert_eq!(base.live_queries("product").await, 1);
+    drop(clone);
+    eventually("live query killed", || async {
+        base.live_queries("product").await == 0
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn surreal_lost_connection_is_resubscribed_and_the_cache_dropped() {
+    common::init_tracing();
+    require_surreal!();
+    let master = common::surreal_master("product").await;
+    let base = master.surreal.clone().unwrap();
+    let proxy = common::proxy::Proxy::start(common::surreal::surreal_addr()).await;
+    let (live, mut status) = surreal_live_over(&master, &base.url_via(proxy.addr())).await;
+    let key = live.page_cache_key(None);
+    live.list_values().await.unwrap();
+    assert!(live.cache().get(&key).await.unwrap().is_some());
+
+    // The connection goes.
+    proxy.cut();
+    let stats = wait(&mut status, "re-subscribed", |s| {
+        s.subscriptions >= 2 && s.subscribed
+    })
+    .await;
+    assert!(
+        live.cache().get(&key).await.unwrap().is_none(),
+        "dropped on re-subscribe"
+    );
+
+    // A new live query on a new connection: wait for its first event, then
+    // change a row.
+    let after = stats.events;
+    wait(&mut status, "LIVE again", |s| s.events > after).await;
+    assert_eq!(proxy.connections(), 2, "a new connection");
+    eventually("the old live query is gone", || async {
+        base.live_queries("product").await == 1
+    })
+    .await;
+    live.list_values().await.unwrap();
+    base.query("DELETE product:p07_pain_au_chocolat").await;
+    eventually("delete after reconnect", || async {
+        !live
+            .list_values()
+            .await
+            .unwrap()
+            .contains_key("p07_pain_au_chocolat")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn surreal_garbage_frames_are_survived() {
+    common::init_tracing();
+    require_surreal!();
+    let master = common::surreal_master("product").await;
+    let base = master.surreal.clone().unwrap();
+    let proxy = common::proxy::Proxy::start(common::surreal::surreal_addr()).await;
+    let (live, mut status) = surreal_live_over(&master, &base.url_via(proxy.addr())).await;
+    let key = live.page_cache_key(None);
+    live.list_values().await.unwrap();
+
+    // Two WebSocket frames from "the server" while it is quiet: a binary
+    // frame that is not CBOR, and a text frame on the cbor protocol.
+    let before = status.current().events;
+    proxy.inject(vec![0x82, 0x02, 0xff, 0x00]);
+    proxy.inject(vec![0x81, 0x03, b'a', b'b', b'c']);
+    let stats = wait(&mut status, "garbage handled", |s| s.events >= before + 2).await;
+    assert!(stats.subscribed, "still listening");
+    assert_eq!(stats.subscriptions, 1, "no reconnect needed");
+    assert!(
+        live.cache().get(&key).await.unwrap().is_none(),
+        "treated as a change"
+    );
+
+    // Real changes still arrive.
+    live.list_values().await.unwrap();
+    base.query("UPDATE product:p06_muffin SET name = 'Renamed'")
+        .await;
+    eventually("update after garbage", || async {
+        let rows = live.list_values().await.unwrap();
+        text(&rows["p06_muffin"], "name").as_deref() == Some("Renamed")
     })
     .await;
 }

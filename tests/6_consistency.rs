@@ -296,7 +296,7 @@ async fn slow_read_overlapping_an_event(
 #[tokio::test]
 async fn a_read_issued_after_an_acknowledged_write_does_not_join_an_older_flight() {
     common::init_tracing();
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         for lookup in [Fault::Off, Fault::Always] {
             for writer in [Writer::SameTable, Writer::OtherTable] {
                 for TestCache {
@@ -425,7 +425,7 @@ async fn start_waiters(
 #[tokio::test]
 async fn sixty_four_concurrent_cold_reads_of_one_slot_make_exactly_one_master_read() {
     common::init_tracing();
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         for TestCache {
             name,
             cache,
@@ -568,7 +568,7 @@ async fn a_waiter_that_gives_up_does_not_cancel_the_read_for_the_others() {
 #[tokio::test]
 async fn warm_slots_keep_serving_while_the_master_is_down_and_cold_reads_fail_promptly() {
     common::init_tracing();
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         for TestCache {
             name,
             cache,
@@ -762,7 +762,7 @@ async fn failing_lookups_keep_single_flight_and_the_fill_replaces_the_slot() {
 #[tokio::test]
 async fn a_failed_invalidation_makes_every_sharer_bypass_the_cache_until_one_succeeds() {
     common::init_tracing();
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         for TestCache {
             name,
             cache,
@@ -878,7 +878,7 @@ async fn an_older_invalidation_returning_late_does_not_clear_a_newer_failure() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_entry_in_the_redb_cache_is_a_miss_not_an_error() {
     common::init_tracing();
-    for master in common::embedded_masters("product").await {
+    for master in common::all_masters("product").await {
         let what = master.kind;
         let dir = tempfile::tempdir().unwrap();
         let (wrapped, probe) = Instrumented::wrap(master.table.clone());

@@ -910,3 +910,50 @@ async fn a_failing_postgres_listener_never_logs_its_url() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_failing_surreal_live_stream_never_logs_its_credentials() {
+    let (log, _guard) = capture();
+    let master = common::redb_master("product").await;
+    // Nothing listens on port 1: a connection refused. The test server (when
+    // it runs) refuses the sign-in: a wrong user and password.
+    let server = common::surreal::surreal_addr();
+    let urls = [
+        "ws://someone:hunter2@127.0.0.1:1/vlive_test/trace".to_string(),
+        format!("ws://someone:hunter2@{server}/vlive_test/trace"),
+    ];
+    for (n, url) in urls.iter().enumerate() {
+        let stream = vantage_live::SurrealLiveStream::new(url, "product").unwrap();
+        assert!(!format!("{stream:?}").contains("hunter2"));
+        let live = LiveTable::new(
+            master.table.clone(),
+            format!("trace-surreal-{n}"),
+            Arc::new(MemCache::new()),
+        )
+        .with_live_stream(Arc::new(stream));
+        let mut status = live.live_stream_status().unwrap();
+        live.start_live_stream();
+        patiently(
+            "two failed subscriptions",
+            status.wait_for(|s| s.subscriptions >= 2),
+        )
+        .await;
+    }
+    let bad = vantage_live::SurrealLiveStream::new("wss://someone:hunter2@h:1/a/b", "product");
+    assert!(!bad.unwrap_err().to_string().contains("hunter2"));
+
+    let events = log.events();
+    let failures = events
+        .iter()
+        .filter(|e| e.message() == "SurrealDB LIVE query could not start")
+        .filter(|e| e.level == Level::WARN)
+        .count();
+    // The first subscription of each has failed once the second started.
+    assert!(failures >= urls.len(), "{events:#?}");
+    for secret in ["hunter2", "someone", "ws://"] {
+        assert!(
+            events.iter().all(|e| !e.mentions(secret)),
+            "{secret} logged: {events:#?}"
+        );
+    }
+}

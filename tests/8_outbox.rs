@@ -418,7 +418,7 @@ async fn postgres_outage_through_a_real_connection() {
     let proxy = common::proxy::Proxy::start(target).await;
     // The same schema, reached through the proxy.
     let base = common::postgres::pg_url();
-    let proxied_base = base.replace("127.0.0.1:5432", &proxy.addr.to_string());
+    let proxied_base = base.replace("127.0.0.1:5432", &proxy.addr().to_string());
     assert_ne!(proxied_base, base, "the test URL names 127.0.0.1:5432");
     let url = format!("{proxied_base}?options=-c%20search_path%3D{}", schema.name);
     let db = vantage_sql::postgres::PostgresDB::connect(&url)

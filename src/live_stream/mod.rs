@@ -6,10 +6,16 @@
 //!
 //! - `PgNotifyLiveStream` (cargo feature `postgres`): PostgreSQL
 //!   `LISTEN`/`NOTIFY`, with a helper that installs the notifying trigger.
+//! - `SurrealLiveStream` (cargo feature `surrealdb`): SurrealDB
+//!   `LIVE SELECT` on one table.
 
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(feature = "surrealdb")]
+mod surreal;
 
 #[cfg(feature = "postgres")]
 pub use self::postgres::{install_notify_trigger, parse_notify_payload, PgNotifyLiveStream};
+#[cfg(feature = "surrealdb")]
+pub use self::surreal::{SurrealLiveStream, SurrealUrlError};
 pub use vantage_live_layers::live_stream::{LiveEvent, LiveStream, ManualLiveStream};

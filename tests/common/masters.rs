@@ -1,6 +1,6 @@
 //! Real masters, seeded with the bakery model: a `vantage-redb` table in a
 //! temp file and a `vantage-sql` SQLite table in a temp file. The PostgreSQL
-//! master is in `postgres.rs`.
+//! master is in `postgres.rs`, the SurrealDB master in `surreal.rs`.
 
 use tempfile::TempDir;
 use vantage_dataset::prelude::WritableValueSet;
@@ -17,16 +17,18 @@ use super::bakery::{Entity, Model};
 
 /// A seeded master and what keeps it alive.
 pub struct Master {
-    /// Which backend: `redb`, `sqlite` or `postgres`.
+    /// Which backend: `redb`, `sqlite`, `postgres` or `surrealdb`.
     pub kind: &'static str,
     /// The master table.
     pub table: AnyTable,
     /// The SQLite handle, to break the connection in tests.
     pub sqlite: Option<SqliteDB>,
-    /// The folder holding the database file (empty for PostgreSQL).
+    /// The folder holding the database file (empty for the servers).
     pub dir: TempDir,
     /// The PostgreSQL schema the table lives in, for plain SQL beside it.
     pub postgres: Option<super::postgres::PgSchema>,
+    /// The SurrealDB database the table lives in, for a second connection.
+    pub surreal: Option<super::surreal::SurrealBase>,
 }
 
 /// Insert `entity`'s seed rows through the table's own API.
@@ -53,6 +55,7 @@ pub async fn redb_master(entity_name: &str) -> Master {
         sqlite: None,
         dir,
         postgres: None,
+        surreal: None,
     }
 }
 
@@ -80,6 +83,7 @@ pub async fn sqlite_master(entity_name: &str) -> Master {
         sqlite: Some(db),
         dir,
         postgres: None,
+        surreal: None,
     }
 }
 

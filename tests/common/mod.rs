@@ -13,6 +13,8 @@ pub mod recording;
 pub mod rng;
 pub mod slots;
 pub mod stacks;
+pub mod surreal;
+pub mod surreal_keys;
 pub mod unreachable;
 
 pub use bakery::Model;
@@ -24,6 +26,7 @@ pub use postgres::{all_masters, postgres_master, PgSchema};
 pub use recording::{Recorder, Recording, PATIENCE};
 pub use rng::{Rng, SeedGuard};
 pub use stacks::live;
+pub use surreal::{surreal_master, SurrealBase};
 
 use ciborium::Value;
 use indexmap::IndexMap;

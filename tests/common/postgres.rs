@@ -221,16 +221,20 @@ pub async fn postgres_master(entity_name: &str) -> Master {
         sqlite: None,
         dir: tempfile::tempdir().expect("temp dir"),
         postgres: Some(schema),
+        surreal: None,
     }
 }
 
-/// Every master for the named entity: the embedded ones, and PostgreSQL when
-/// it is reachable (skipped with a printed reason when it is not; a failure
-/// under `CI=true`).
+/// Every master for the named entity: the embedded ones, and PostgreSQL and
+/// SurrealDB when they are reachable (each skipped with a printed reason when
+/// it is not; a failure under `CI=true`).
 pub async fn all_masters(entity_name: &str) -> Vec<Master> {
     let mut masters = embedded_masters(entity_name).await;
     if pg_available(&format!("the postgres master of {entity_name}")).await {
         masters.push(postgres_master(entity_name).await);
+    }
+    if super::surreal::surreal_available(&format!("the surrealdb master of {entity_name}")).await {
+        masters.push(super::surreal::surreal_master(entity_name).await);
     }
     masters
 }
