@@ -108,6 +108,8 @@ pub mod live_stream;
 mod live_table;
 
 pub use cache::{Cache, CachedRows, CachedSlot, MemCache, NoCache, RedbCache, SlotKind, SlotValue};
+#[cfg(feature = "redis")]
+pub use cache::{RedisCache, TieredCache};
 #[cfg(feature = "postgres")]
 pub use live_stream::{install_notify_trigger, parse_notify_payload, PgNotifyLiveStream};
 pub use live_stream::{LiveEvent, LiveStream, ManualLiveStream};

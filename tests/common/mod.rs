@@ -9,6 +9,7 @@ pub mod latency;
 pub mod masters;
 pub mod postgres;
 pub mod recording;
+pub mod redis;
 pub mod rng;
 pub mod slots;
 
