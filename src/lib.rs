@@ -61,10 +61,14 @@
 //!    background task turns stream events into invalidations;
 //! 3. `WriteQueueLayer`: writes one at a time, in order, detached from their
 //!    callers; reads pass straight by;
-//! 4. [`CacheLayer`]: reads served from the cache or filled (single flight,
+//! 4. [`PublishInvalidationsLayer`] (with [`LiveTable::with_publisher`]):
+//!    each acknowledged write is published to other processes, on the
+//!    write's own task after its invalidation; without a publisher, a
+//!    pass-through;
+//! 5. [`CacheLayer`]: reads served from the cache or filled (single flight,
 //!    fenced against invalidations); successful writes invalidate before
 //!    they answer;
-//! 5. [`TableService`]: the master (or the custom write target).
+//! 6. [`TableService`]: the master (or the custom write target).
 //!
 //! The order carries the guarantees: the queue sits above the cache so a
 //! write's invalidation runs on the write's own detached task. Compose your
@@ -74,7 +78,18 @@
 //!
 //! [`MemCache`] (moka, in memory), [`RedbCache`] (one redb file on disk,
 //! survives restarts) and [`NoCache`] (stores nothing: the parity check).
-//! Implement [`Cache`] for your own.
+//! With the `redis` feature, `RedisCache` (one cache shared by many
+//! processes, with leases against herds) and `TieredCache` (a memory tier in
+//! each process in front of it). Implement [`Cache`] for your own.
+//!
+//! # Scale-out
+//!
+//! Several processes share one `RedisCache`; with `TieredCache`, each keeps
+//! a memory tier coherent through an invalidation fan-out
+//! ([`LiveTable::with_publisher`] out, [`LiveTable::with_live_stream`] in;
+//! `NatsFanout` with the `nats` feature). The README's "Scale-out" section
+//! states the cross-process guarantees with their bounds and a capacity
+//! model.
 //!
 //! # Live events
 //!
@@ -106,6 +121,7 @@
 pub mod cache;
 pub mod live_stream;
 mod live_table;
+mod redact;
 
 pub use cache::{Cache, CachedRows, CachedSlot, MemCache, NoCache, RedbCache, SlotKind, SlotValue};
 #[cfg(feature = "redis")]
@@ -113,12 +129,16 @@ pub use cache::{RedisCache, TieredCache};
 #[cfg(feature = "postgres")]
 pub use live_stream::{install_notify_trigger, parse_notify_payload, PgNotifyLiveStream};
 pub use live_stream::{LiveEvent, LiveStream, ManualLiveStream};
+#[cfg(feature = "nats")]
+pub use live_stream::{NatsFanout, NatsLiveStream, NatsPublisher};
 pub use live_table::{LiveStack, LiveTable, PageSelector};
+pub use redact::redact_url;
 pub use vantage_live_layers::write_queue::error::{QueueClosed, WritePanicked};
 pub use vantage_live_layers::{
     CacheLayer, Request, Response, Rows, TableService, View, WriteRequest,
 };
 pub use vantage_live_layers::{EventStats, EventStatus, InvalidateOnEventLayer};
+pub use vantage_live_layers::{PublishInvalidationsLayer, Publisher};
 pub use vantage_live_layers::{Stats, StatsSnapshot, Tracing, TracingLayer};
 
 /// The layers crate, re-exported: build your own stack from its pieces.

@@ -11,6 +11,8 @@
 //! - [`WriteQueueLayer`]: writes applied one at a time, first in first out,
 //!   on a bounded queue (tower's `Buffer`); a write that entered the queue is
 //!   applied even if its caller gives up; reads pass by.
+//! - [`PublishInvalidationsLayer`]: every acknowledged write is handed to a
+//!   [`Publisher`] (a message bus), so other processes can drop their caches.
 //! - [`TracingLayer`]: a span per request and one `ERROR` per failed request;
 //!   every layer logs inside it (see [`trace`] for the spans and fields).
 //!
@@ -38,6 +40,7 @@ pub mod cache;
 pub mod error;
 pub mod invalidate_on_event;
 pub mod live_stream;
+pub mod publish;
 pub mod request;
 pub mod stats;
 pub mod table;
@@ -50,6 +53,7 @@ pub use cache::{
 };
 pub use invalidate_on_event::{EventStats, EventStatus, InvalidateOnEvent, InvalidateOnEventLayer};
 pub use live_stream::{LiveEvent, LiveStream, ManualLiveStream};
+pub use publish::{PublishInvalidations, PublishInvalidationsLayer, Publisher};
 pub use request::{Request, Response, Rows, Value, View, WriteRequest};
 pub use stats::{Stats, StatsSnapshot};
 pub use table::{uuid_v7_id, IdGenerator, TableService};

@@ -28,8 +28,8 @@ pub use self::redb::{
 };
 #[cfg(feature = "redis")]
 pub use self::redis::{
-    redact_url, RedisCache, RedisCacheBuilder, RedisCacheError, DEFAULT_KEY_PREFIX,
-    DEFAULT_LEASE_TTL, DEFAULT_LEASE_WAIT, DEFAULT_OP_TIMEOUT, DEFAULT_REDIS_TTL,
+    RedisCache, RedisCacheBuilder, RedisCacheError, DEFAULT_KEY_PREFIX, DEFAULT_LEASE_TTL,
+    DEFAULT_LEASE_WAIT, DEFAULT_OP_TIMEOUT, DEFAULT_REDIS_TTL,
 };
 #[cfg(feature = "redis")]
 pub use self::tiered::{TieredCache, TieredCacheBuilder, DEFAULT_FRONT_TTL};

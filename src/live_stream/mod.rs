@@ -6,10 +6,19 @@
 //!
 //! - `PgNotifyLiveStream` (cargo feature `postgres`): PostgreSQL
 //!   `LISTEN`/`NOTIFY`, with a helper that installs the notifying trigger.
+//! - `NatsLiveStream` and `NatsPublisher` (cargo feature `nats`): the
+//!   invalidation fan-out between processes, over NATS (see `NatsFanout`).
 
+#[cfg(feature = "nats")]
+mod nats;
 #[cfg(feature = "postgres")]
 mod postgres;
 
+#[cfg(feature = "nats")]
+pub use self::nats::{
+    decode_event, encode_event, subject_for, NatsFanout, NatsFanoutError, NatsLiveStream,
+    NatsPublisher, DEFAULT_SUBJECT_PREFIX, ORIGIN_HEADER,
+};
 #[cfg(feature = "postgres")]
 pub use self::postgres::{install_notify_trigger, parse_notify_payload, PgNotifyLiveStream};
 pub use vantage_live_layers::live_stream::{LiveEvent, LiveStream, ManualLiveStream};

@@ -13,8 +13,9 @@ use vantage_live_layers::error::into_vantage_error;
 use vantage_live_layers::write_queue::DEFAULT_BOUND;
 use vantage_live_layers::{
     Cache, CacheLayer, CacheService, EventStatus, IdGenerator, InvalidateOnEvent,
-    InvalidateOnEventLayer, LiveStream, Request, Response, SlotKeys, Stats, StatsSnapshot,
-    TableService, Tracing, TracingLayer, View, WriteQueue, WriteQueueLayer,
+    InvalidateOnEventLayer, LiveStream, PublishInvalidations, PublishInvalidationsLayer, Publisher,
+    Request, Response, SlotKeys, Stats, StatsSnapshot, TableService, Tracing, TracingLayer, View,
+    WriteQueue, WriteQueueLayer,
 };
 use vantage_table::any::AnyTable;
 use vantage_table::pagination::Pagination;
@@ -83,8 +84,9 @@ impl From<u32> for PageSelector {
 /// `Either::Right`, the core stack alone.
 pub type LiveStack = Tracing<Either<InvalidateOnEvent<CoreStack>, CoreStack>>;
 
-/// The stack below the event layer: write queue, cache, master.
-pub type CoreStack = WriteQueue<CacheService<TableService>>;
+/// The stack below the event layer: write queue, publisher (a pass-through
+/// without [`LiveTable::with_publisher`]), cache, master.
+pub type CoreStack = WriteQueue<PublishInvalidations<CacheService<TableService>>>;
 
 /// A table with a cache in front: reads come from the cache when they can and
 /// fill it when they cannot, writes go to the master and drop the cache_key.
@@ -222,6 +224,7 @@ struct Config {
     write_target: Option<AnyTable>,
     ids: Option<IdGenerator>,
     live_stream: Option<Arc<dyn LiveStream>>,
+    publisher: Option<Arc<dyn Publisher>>,
     write_queue_bound: usize,
 }
 
@@ -242,8 +245,13 @@ impl Config {
             .clone()
             .map(|stream| InvalidateOnEventLayer::new(stream, cache.invalidator()));
         // Outermost first; see `LiveStack` for why the order is this one.
+        // The publisher sits under the queue, over the cache: it publishes on
+        // the write's detached task, after the write's invalidation.
+        let publish =
+            PublishInvalidationsLayer::optional(self.publisher.clone(), self.cache_key.clone());
         let core = ServiceBuilder::new()
             .layer(WriteQueueLayer::with_bound(self.write_queue_bound))
+            .layer(publish)
             .layer(cache)
             .service(table);
         let stack =
@@ -276,6 +284,7 @@ impl LiveTable {
             write_target: None,
             ids: None,
             live_stream: None,
+            publisher: None,
             write_queue_bound: DEFAULT_BOUND,
         };
         tracing::info!(cache_key = %config.cache_key, "LiveTable constructed");
@@ -344,6 +353,21 @@ impl LiveTable {
     /// [`LiveTable::live_stream_status`] to watch it.
     pub fn with_live_stream(self, stream: Arc<dyn LiveStream>) -> Self {
         self.rebuild(|c| c.live_stream = Some(stream))
+    }
+
+    /// Publish every acknowledged write to `publisher` (a message bus such
+    /// as `NatsPublisher`), so that other processes drop their cached slots
+    /// of this cache_key: the invalidation fan-out that keeps per-process
+    /// caches (a `MemCache`, the tier 1 of a `TieredCache`) coherent.
+    ///
+    /// Each write that succeeds is published on its own detached task, after
+    /// its local invalidation and before it answers; a publish that fails or
+    /// takes over a second is a `warn!`, never a failed write. The other
+    /// processes listen with [`with_live_stream`](LiveTable::with_live_stream)
+    /// on the same bus. See
+    /// [`PublishInvalidationsLayer`](vantage_live_layers::PublishInvalidationsLayer).
+    pub fn with_publisher(self, publisher: Arc<dyn Publisher>) -> Self {
+        self.rebuild(|c| c.publisher = Some(publisher))
     }
 
     /// Watch the live-stream task (`None` without

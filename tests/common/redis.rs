@@ -48,12 +48,12 @@ pub async fn redis_available(test: &str) -> bool {
         Ok(()) => true,
         Err(reason) if in_ci() => panic!(
             "{test}: Redis unreachable at {} ({reason}); CI=true requires it (start it with .ci/run)",
-            vantage_live::cache::redact_url(&redis_url())
+            vantage_live::redact_url(&redis_url())
         ),
         Err(reason) => {
             eprintln!(
                 "skipping {test}: Redis unreachable at {} ({reason})",
-                vantage_live::cache::redact_url(&redis_url())
+                vantage_live::redact_url(&redis_url())
             );
             false
         }

@@ -18,10 +18,11 @@ use vantage_core::{error, Result, VantageError};
 use vantage_live_layers::cache::{split_key, Generations, Namespace, Peek, Prefix, Ticket};
 use vantage_live_layers::{Cache, CachedRows, CachedSlot};
 
-pub use self::error::{redact_url, RedisCacheError};
+pub use self::error::RedisCacheError;
 use self::keys::{all_generations_pattern, generation_key, slot_keys, SlotRedisKeys};
 use self::scripts::Scripts;
 use super::mem::typed;
+use crate::redact::{redact_url, scrub, secrets_of};
 
 /// The default time to live of every key a [`RedisCache`] writes: a day.
 pub const DEFAULT_REDIS_TTL: Duration = Duration::from_secs(24 * 60 * 60);
@@ -94,7 +95,7 @@ const POLL_MAX: Duration = Duration::from_millis(20);
 ///   made.) The connection is re-made in the background, with jittered
 ///   backoff.
 /// - **No secrets in logs or errors.** The URL appears only redacted
-///   ([`redact_url`]); text from the Redis client has it taken out.
+///   ([`redact_url`](crate::redact_url)); text from the Redis client has it taken out.
 ///
 /// # What it costs
 ///
@@ -234,7 +235,7 @@ impl RedisCacheBuilder {
     fn client(&self) -> std::result::Result<redis::Client, RedisCacheError> {
         redis::Client::open(self.url.as_str()).map_err(|e| RedisCacheError::InvalidUrl {
             url: redact_url(&self.url),
-            reason: error::scrub(&e.to_string(), &error::secrets_of(&self.url)),
+            reason: scrub(&e.to_string(), &secrets_of(&self.url)),
         })
     }
 
@@ -254,7 +255,7 @@ impl RedisCacheBuilder {
                 generations: Generations::new(),
                 owner: uuid::Uuid::now_v7().simple().to_string(),
                 redacted: redact_url(&self.url),
-                secrets: error::secrets_of(&self.url),
+                secrets: secrets_of(&self.url),
                 settings: self.settings,
                 scripts: Scripts::new(),
                 lease_waits: AtomicU64::new(0),
@@ -273,12 +274,12 @@ impl RedisCacheBuilder {
             ConnectionManager::new_with_config(client, config),
         )
         .await;
-        let secrets = error::secrets_of(&self.url);
+        let secrets = secrets_of(&self.url);
         match conn {
             Ok(Ok(conn)) => Ok(self.finish(conn)),
             Ok(Err(e)) => Err(RedisCacheError::Connect {
                 url: redact_url(&self.url),
-                reason: error::scrub(&e.to_string(), &secrets),
+                reason: scrub(&e.to_string(), &secrets),
             }),
             Err(_) => Err(RedisCacheError::Connect {
                 url: redact_url(&self.url),
@@ -297,7 +298,7 @@ impl RedisCacheBuilder {
         let conn = ConnectionManager::new_lazy_with_config(client, self.manager_config()).map_err(
             |e| RedisCacheError::Connect {
                 url: redact_url(&self.url),
-                reason: error::scrub(&e.to_string(), &error::secrets_of(&self.url)),
+                reason: scrub(&e.to_string(), &secrets_of(&self.url)),
             },
         )?;
         Ok(self.finish(conn))
@@ -390,7 +391,7 @@ impl RedisCache {
             "redis cache operation failed",
             op = what,
             server = self.inner.redacted,
-            details = error::scrub(details, &self.inner.secrets)
+            details = scrub(details, &self.inner.secrets)
         )
     }
 
