@@ -4,10 +4,11 @@ mod error;
 mod keys;
 mod scripts;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -85,7 +86,12 @@ const POLL_MAX: Duration = Duration::from_millis(20);
 ///   that fails or times out is a miss (the read goes to the master); a
 ///   fill that fails is skipped; an invalidation that fails leaves the
 ///   cache_key unclean in this process (its reads skip Redis and retry the
-///   invalidation until one succeeds), and the write still succeeds. A
+///   invalidation until one succeeds), and the write still succeeds; the
+///   cache also retries it in the background (every 50 ms, backing off to
+///   1 s) until Redis takes it, because other processes read Redis: they
+///   may serve the slot from before that write until Redis is reachable from
+///   the writer again (plus at most 1 s), or, if the writer dies first,
+///   until the slot's TTL or the next invalidation from anywhere. A
 ///   read therefore waits on Redis at most `op_timeout`, plus `lease_wait`
 ///   when another process holds the slot's lease. A restart loses every key,
 ///   which is safe: a missing generation is recreated from the Redis clock in
@@ -139,7 +145,53 @@ struct Inner {
     secrets: Vec<String>,
     scripts: Scripts,
     lease_waits: AtomicU64,
+    /// Invalidations that did not reach Redis, retried in the background.
+    pending: Mutex<Pending>,
 }
+
+/// Generations to move in Redis that an invalidation could not move.
+///
+/// Each entry carries the number of the failure that put it there, so that
+/// a retry that succeeded removes only what it covered (a later failure of
+/// the same namespace stays pending).
+#[derive(Default)]
+struct Pending {
+    namespaces: HashMap<String, u64>,
+    /// Every namespace (a raw prefix of `""`), with its failure number.
+    all: Option<u64>,
+    failures: u64,
+    retrying: bool,
+}
+
+impl Pending {
+    /// Forget what a successful invalidation of `prefix` covered: entries
+    /// whose failure number is at most `upto`.
+    fn covered(&mut self, prefix: &Prefix, upto: u64) {
+        match &prefix.namespaces {
+            Some(names) => {
+                for name in names {
+                    if self.namespaces.get(name).is_some_and(|&n| n <= upto) {
+                        self.namespaces.remove(name);
+                    }
+                }
+            }
+            None => {
+                self.namespaces.retain(|_, n| *n > upto);
+                if self.all.is_some_and(|n| n <= upto) {
+                    self.all = None;
+                }
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.namespaces.is_empty() && self.all.is_none()
+    }
+}
+
+/// The retry task's first pause; it doubles up to [`RETRY_MAX`].
+const RETRY_START: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Debug)]
 struct Settings {
@@ -259,6 +311,7 @@ impl RedisCacheBuilder {
                 settings: self.settings,
                 scripts: Scripts::new(),
                 lease_waits: AtomicU64::new(0),
+                pending: Mutex::new(Pending::default()),
             }),
         }
     }
@@ -492,6 +545,92 @@ impl RedisCache {
     }
 }
 
+impl RedisCache {
+    /// Move the generations in Redis of every namespace `prefix` covers.
+    async fn bump_prefix(&self, prefix: &Prefix) -> Result<()> {
+        match &prefix.namespaces {
+            Some(names) => {
+                for name in names {
+                    self.bump(name).await?;
+                }
+                Ok(())
+            }
+            None => self.bump_all().await,
+        }
+    }
+
+    /// Record the outcome of an invalidation of `prefix` in Redis: a failure
+    /// is retried in the background until Redis takes it (other processes
+    /// read Redis, not this process's unclean mark); a success makes a
+    /// pending retry of the same namespaces unneeded.
+    fn settle(&self, prefix: &Prefix, ok: bool) {
+        let mut pending = self.inner.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if ok {
+            let upto = pending.failures;
+            pending.covered(prefix, upto);
+            return;
+        }
+        pending.failures += 1;
+        let failure = pending.failures;
+        match &prefix.namespaces {
+            Some(names) => {
+                for name in names {
+                    pending.namespaces.insert(name.clone(), failure);
+                }
+            }
+            None => pending.all = Some(failure),
+        }
+        if pending.retrying {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        pending.retrying = true;
+        runtime.spawn(retry(Arc::downgrade(&self.inner)));
+    }
+}
+
+/// Move the pending generations until Redis takes them all (or the cache is
+/// dropped). Pauses double from [`RETRY_START`] to [`RETRY_MAX`].
+async fn retry(inner: Weak<Inner>) {
+    let mut pause = RETRY_START;
+    loop {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RETRY_MAX);
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let cache = RedisCache { inner };
+        let (prefix, upto) = {
+            let pending = cache
+                .inner
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            let names = pending.namespaces.keys().cloned().collect::<Vec<_>>();
+            let prefix = Prefix {
+                namespaces: pending.all.is_none().then_some(names),
+                scope: vantage_live_layers::cache::Scope::Whole,
+            };
+            (prefix, pending.failures)
+        };
+        if cache.bump_prefix(&prefix).await.is_ok() {
+            let mut pending = cache
+                .inner
+                .pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            pending.covered(&prefix, upto);
+            if pending.is_empty() {
+                pending.retrying = false;
+                tracing::info!("redis cache: failed invalidations reached Redis");
+                return;
+            }
+        }
+    }
+}
+
 /// A generation as the scripts store it (decimal text).
 fn parse_generation(text: &[u8]) -> Option<u64> {
     std::str::from_utf8(text).ok()?.parse().ok()
@@ -551,20 +690,9 @@ impl Cache for RedisCache {
     async fn invalidate_prefix(&self, prefix: &str) -> Result<()> {
         let drop = self.inner.generations.start_drop(prefix, false);
         let parsed = Prefix::parse(prefix);
-        let outcome = match &parsed.namespaces {
-            Some(names) => {
-                let mut outcome = Ok(());
-                for name in names {
-                    if let Err(e) = self.bump(name).await {
-                        outcome = Err(e);
-                        break;
-                    }
-                }
-                outcome
-            }
-            None => self.bump_all().await,
-        };
+        let outcome = self.bump_prefix(&parsed).await;
         drop.finish(&outcome);
+        self.settle(&parsed, outcome.is_ok());
         outcome
     }
 
