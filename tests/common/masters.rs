@@ -95,3 +95,26 @@ pub async fn embedded_masters(entity_name: &str) -> Vec<Master> {
 pub fn create_table_sql(entity: &Entity, postgres: bool) -> String {
     entity.create_table_sql(postgres, false)
 }
+
+/// A `vantage-sql` SQLite master for `entity_name` in the file at `path`,
+/// which several processes can open at once: `create` makes the table and
+/// seeds it (do it once, in the parent), else the table must be there.
+pub async fn sqlite_master_at(path: &std::path::Path, entity_name: &str, create: bool) -> AnyTable {
+    let model = Model::load();
+    let entity = model.entity(entity_name);
+    let url = format!("sqlite://{}?mode=rwc", path.display());
+    let db = SqliteDB::connect(&url).await.expect("open sqlite master");
+    if create {
+        sqlx::query(&create_table_sql(entity, false))
+            .execute(db.pool())
+            .await
+            .expect("create sqlite table");
+    }
+    let table = with_columns(Table::new(entity.table.clone(), db.clone()), entity)
+        .with_order(OrderBy::ascending(SqliteCondition::from(ident(&entity.id))));
+    let table = AnyTable::from_table(table);
+    if create {
+        seed(&table, entity).await;
+    }
+    table
+}
