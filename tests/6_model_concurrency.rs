@@ -33,7 +33,11 @@
 //!
 //! Masters: redb and SQLite. Caches: `MemCache`, `RedbCache`, and a
 //! `MemCache` behind a wrapper that fails `get`, `put`, `generation` and
-//! `invalidate_prefix` at random.
+//! `invalidate_prefix` at random; with the Redis at
+//! `VANTAGE_LIVE_REDIS_URL` reachable (required under `CI=true`), also
+//! `RedisCache`, each of the three LiveTables on a `RedisCache` instance of
+//! its own (three connections, three in-process states: what fences them
+//! is in Redis), and one `TieredCache` shared by the three.
 //!
 //! # Seeds
 //!
@@ -96,22 +100,60 @@ enum CacheKind {
     Redb,
     /// `MemCache` behind a wrapper failing every kind of call at random.
     FaultyMem,
+    /// A `RedisCache` instance per LiveTable, one key prefix.
+    Redis,
+    /// One `TieredCache` over a `RedisCache`.
+    Tiered,
+}
+
+/// The caches of one run (one per LiveTable, or one shared) and what keeps
+/// them alive.
+struct Built {
+    caches: Vec<Arc<dyn Cache>>,
+    faulty: Option<Arc<FaultyCache>>,
+    _dir: Option<tempfile::TempDir>,
+    _redis: Option<common::redis::RedisSpace>,
 }
 
 impl CacheKind {
     const ALL: [CacheKind; 3] = [CacheKind::Mem, CacheKind::Redb, CacheKind::FaultyMem];
+    const REDIS: [CacheKind; 2] = [CacheKind::Redis, CacheKind::Tiered];
 
-    /// The cache, the faulty wrapper if any, and what keeps it alive.
-    fn build(
-        self,
-        seed: u64,
-    ) -> (
-        Arc<dyn Cache>,
-        Option<Arc<FaultyCache>>,
-        Option<tempfile::TempDir>,
-    ) {
-        match self {
-            CacheKind::Mem => (Arc::new(MemCache::new()), None, None),
+    /// Every kind, the Redis ones if Redis is reachable (or under CI, where
+    /// it must be).
+    async fn all() -> Vec<CacheKind> {
+        let mut kinds = CacheKind::ALL.to_vec();
+        if common::redis::redis_available("6_model_concurrency (RedisCache, TieredCache)").await {
+            kinds.extend(CacheKind::REDIS);
+        }
+        kinds
+    }
+
+    fn build(self, seed: u64) -> Built {
+        let (cache, faulty, dir) = match self {
+            CacheKind::Redis | CacheKind::Tiered => {
+                let space = common::redis::RedisSpace::unchecked("model");
+                let redis = || {
+                    space
+                        .builder()
+                        .connect_lazy()
+                        .expect("a RedisCache for the model")
+                };
+                let caches: Vec<Arc<dyn Cache>> = if self == CacheKind::Redis {
+                    (0..3)
+                        .map(|_| Arc::new(redis()) as Arc<dyn Cache>)
+                        .collect()
+                } else {
+                    vec![Arc::new(vantage_live::TieredCache::new(redis()))]
+                };
+                return Built {
+                    caches,
+                    faulty: None,
+                    _dir: None,
+                    _redis: Some(space),
+                };
+            }
+            CacheKind::Mem => (Arc::new(MemCache::new()) as Arc<dyn Cache>, None, None),
             CacheKind::Redb => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 // Odd seeds run the file alone, even ones with the memory
@@ -124,15 +166,21 @@ impl CacheKind {
                 let cache = RedbCache::open(dir.path())
                     .expect("open redb cache")
                     .with_memory_front(front);
-                (Arc::new(cache), None, Some(dir))
+                (Arc::new(cache) as Arc<dyn Cache>, None, Some(dir))
             }
             CacheKind::FaultyMem => {
                 let faulty = FaultyCache::seeded(Arc::new(MemCache::new()), seed);
                 faulty.get.set(Fault::Rate(50));
                 faulty.put.set(Fault::Rate(50));
                 faulty.invalidate.set(Fault::Rate(150));
-                (faulty.clone(), Some(faulty), None)
+                (faulty.clone() as Arc<dyn Cache>, Some(faulty), None)
             }
+        };
+        Built {
+            caches: vec![cache],
+            faulty,
+            _dir: dir,
+            _redis: None,
         }
     }
 }
@@ -381,7 +429,9 @@ fn replay_hint(seed: u64, master: &str, cache: CacheKind) -> String {
 
 async fn run(master: &Master, cache_kind: CacheKind, seed: u64, size: Size) -> Figures {
     let _guard = SeedGuard::new(replay_hint(seed, master.kind, cache_kind));
-    let (cache, faulty, _dir) = cache_kind.build(seed);
+    let built = cache_kind.build(seed);
+    let faulty = built.faulty.clone();
+    let cache = |i: usize| built.caches[i % built.caches.len()].clone();
     let delays = Delays::jitter(seed, size.max_delay_us);
     let slow = Latency::wrap(master.table.clone(), delays.clone());
 
@@ -389,10 +439,10 @@ async fn run(master: &Master, cache_kind: CacheKind, seed: u64, size: Size) -> F
     let key = format!("model-{seed}-{cache_kind:?}");
     let source = ManualLiveStream::new();
     let tables = vec![
-        LiveTable::new(slow.clone(), key.clone(), cache.clone()),
-        LiveTable::new(slow.clone(), key.clone(), cache.clone())
+        LiveTable::new(slow.clone(), key.clone(), cache(0)),
+        LiveTable::new(slow.clone(), key.clone(), cache(1))
             .with_live_stream(Arc::new(source.clone())),
-        LiveTable::new(slow.clone(), key.clone(), cache.clone()),
+        LiveTable::new(slow.clone(), key.clone(), cache(2)),
     ];
     let status = tables[1].live_stream_status().expect("a live stream");
     {
@@ -676,7 +726,7 @@ async fn model_check() {
     let mut total = Figures::default();
     let mut runs = 0;
     for (m, master) in masters().await.iter().enumerate() {
-        for (c, cache) in CacheKind::ALL.into_iter().enumerate() {
+        for (c, cache) in CacheKind::all().await.into_iter().enumerate() {
             let seed = CI_SEEDS[(m + c) % CI_SEEDS.len()];
             let t = Instant::now();
             let figures = run(master, cache, seed, CI_SIZE).await;
@@ -716,7 +766,7 @@ async fn soak() {
     loop {
         let seed = seed.wrapping_add(round);
         for master in &masters {
-            for cache in CacheKind::ALL {
+            for cache in CacheKind::all().await {
                 total += run(master, cache, seed, SOAK_SIZE).await;
                 runs += 1;
             }

@@ -96,6 +96,15 @@ impl RedisSpace {
         })
     }
 
+    /// A new space, without checking that Redis is there (check once with
+    /// [`redis_available`] first).
+    pub fn unchecked(tag: &str) -> Self {
+        Self {
+            prefix: unique_prefix(tag),
+            keep: false,
+        }
+    }
+
     /// The space `prefix` that another process made (not deleted on drop).
     pub fn shared(prefix: String) -> Self {
         Self { prefix, keep: true }
