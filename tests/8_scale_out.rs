@@ -686,3 +686,99 @@ async fn wildcard_subjects_group_cache_keys() {
         vec![LiveEvent::updated("c1"), LiveEvent::deleted("c2")]
     );
 }
+
+/// With JetStream behind the subjects, a listener that loses its connection
+/// keeps its tier 1: after an outage with no writes nothing is dropped; after
+/// one with a write, the missed invalidation is replayed (and the write is
+/// seen), without a new subscription.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnecting_jetstream_listener_replays_and_keeps_tier_one() {
+    let (space, nats) = servers!("jetstream");
+    let stream_name = nats.replace(['.', '-'], "_");
+    let setup = NatsFanout::connect_with_prefix(&nats_url(), &nats)
+        .await
+        .unwrap();
+    setup
+        .ensure_stream(&stream_name, Duration::from_secs(120))
+        .await
+        .unwrap();
+    let proxy = Proxy::start(nats_addr()).await;
+    let master = common::sqlite_master("product").await;
+    let (a, _) = process(&space, &nats, &master.table, None).await;
+
+    let b_cache = TieredCache::new(space.cache().await);
+    let b_bus = NatsFanout::connect_with_prefix(&format!("nats://{}", proxy.addr()), &nats)
+        .await
+        .unwrap();
+    let listener = b_bus
+        .live_stream(CACHE_KEY)
+        .replay_from(stream_name.clone());
+    let b = LiveTable::new(master.table.clone(), CACHE_KEY, Arc::new(b_cache.clone()))
+        .with_live_stream(Arc::new(listener.clone()));
+    let mut status = b.live_stream_status().unwrap();
+    status
+        .wait_for(|s| s.subscribed && s.events >= 1)
+        .await
+        .unwrap();
+    let before = b.list_values().await.unwrap();
+    let key = b.page_cache_key(None);
+    let ns = b_cache
+        .generations()
+        .unwrap()
+        .namespace(SlotKeys::new(CACHE_KEY).namespace());
+    let warm = |c: &TieredCache| matches!(c.peek(&key, &ns), vantage_live::cache::Peek::Hit(_));
+    assert!(warm(&b_cache));
+
+    let cut = |round: u64| {
+        proxy.set(Mode::Refuse);
+        let bus = b_bus.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while bus.connection_losses() < round {
+                assert!(Instant::now() < deadline, "the cut was not noticed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let resumed = |n: u64| {
+        let listener = listener.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while listener.resumes() < n {
+                assert!(Instant::now() < deadline, "no resume");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+
+    // An outage with nothing published: tier 1 is kept.
+    cut(1).await;
+    proxy.set(Mode::Forward);
+    resumed(1).await;
+    assert!(warm(&b_cache), "tier 1 kept after a quiet outage");
+    assert_eq!(status.current().subscriptions, 1, "no new subscription");
+
+    // An outage with a write: the missed invalidation is replayed.
+    let events = status.current().events;
+    cut(2).await;
+    a.insert_value(&"p_replayed".to_string(), &extra_product("replayed"))
+        .await
+        .unwrap();
+    proxy.set(Mode::Forward);
+    resumed(2).await;
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        status.wait_for(|s| s.events > events),
+    )
+    .await
+    .expect("the missed invalidation was replayed")
+    .unwrap();
+    assert_eq!(status.current().subscriptions, 1, "no new subscription");
+    let after = b.list_values().await.unwrap();
+    assert_eq!(after.len(), before.len() + 1);
+    assert!(after.contains_key("p_replayed"));
+
+    // Clean up the stream.
+    let js = async_nats::jetstream::new(setup.client().clone());
+    let _ = js.delete_stream(&stream_name).await;
+}

@@ -3,8 +3,13 @@
 //! in as [`LiveEvent`]s).
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use async_nats::jetstream;
+use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
+use async_nats::jetstream::consumer::DeliverPolicy;
 
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
@@ -31,6 +36,11 @@ const CONNECTED_WAIT: Duration = Duration::from_secs(2);
 /// How long a subscription waits for the server to confirm it.
 const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
+/// How long a replaying subscription waits for a lost connection to come
+/// back before it gives up (and the event layer subscribes again, dropping
+/// the cache_key).
+const RESUME_WAIT: Duration = Duration::from_secs(30);
+
 /// Why a [`NatsFanout`] could not connect. The URL appears redacted, and the
 /// client's own text has it taken out.
 #[derive(Debug)]
@@ -48,6 +58,13 @@ pub enum NatsFanoutError {
         /// The prefix given.
         prefix: String,
     },
+    /// JetStream refused to create or find the stream.
+    JetStream {
+        /// The stream's name.
+        stream: String,
+        /// What the server or client reported.
+        reason: String,
+    },
 }
 
 impl fmt::Display for NatsFanoutError {
@@ -55,6 +72,9 @@ impl fmt::Display for NatsFanoutError {
         match self {
             NatsFanoutError::Connect { url, reason } => {
                 write!(f, "could not connect to NATS at {url}: {reason}")
+            }
+            NatsFanoutError::JetStream { stream, reason } => {
+                write!(f, "JetStream stream {stream:?}: {reason}")
             }
             NatsFanoutError::InvalidSubjectPrefix { prefix } => write!(
                 f,
@@ -214,6 +234,45 @@ impl NatsFanout {
         &self.inner.client
     }
 
+    /// Whether the connection is up now.
+    pub fn is_connected(&self) -> bool {
+        self.inner.link.borrow().connected
+    }
+
+    /// How many times the connection was lost (or the server dropped
+    /// messages for a slow consumer) so far.
+    pub fn connection_losses(&self) -> u64 {
+        self.inner.link.borrow().losses
+    }
+
+    /// Make sure the JetStream stream `name` keeps every invalidation
+    /// published under this connection's subject prefix, in memory, for
+    /// `max_age`: listeners made with
+    /// [`replay_from`](NatsLiveStream::replay_from) then replay what they
+    /// missed while disconnected instead of dropping their tier 1. Creates
+    /// the stream if it is not there; an existing one is used as it is.
+    pub async fn ensure_stream(
+        &self,
+        name: &str,
+        max_age: Duration,
+    ) -> Result<(), NatsFanoutError> {
+        let js = jetstream::new(self.inner.client.clone());
+        let config = jetstream::stream::Config {
+            name: name.to_string(),
+            subjects: vec![format!("{}.>", self.inner.subject_prefix)],
+            max_age,
+            storage: jetstream::stream::StorageType::Memory,
+            ..Default::default()
+        };
+        js.get_or_create_stream(config)
+            .await
+            .map(|_| ())
+            .map_err(|e| NatsFanoutError::JetStream {
+                stream: name.to_string(),
+                reason: e.to_string(),
+            })
+    }
+
     /// A publisher for the write path.
     pub fn publisher(&self) -> NatsPublisher {
         NatsPublisher {
@@ -233,6 +292,8 @@ impl NatsFanout {
             fanout: self.clone(),
             subject: subject.into(),
             skip_own: false,
+            replay: None,
+            resumes: Arc::default(),
         }
     }
 }
@@ -354,11 +415,25 @@ impl Publisher for NatsPublisher {
 /// `LiveTable`) then subscribes again with backoff and drops the cache_key,
 /// and the new subscription yields `Changed` once it listens: a
 /// [`TieredCache`](crate::TieredCache)'s tier 1 is dropped, never left stale.
+///
+/// # Replay with JetStream
+///
+/// With [`replay_from`](NatsLiveStream::replay_from) (and a stream made by
+/// [`NatsFanout::ensure_stream`]), a lost connection no longer ends the
+/// subscription: once the connection is back (within 30 s), it replays, from
+/// the stream, every message of its subject published since the last one it
+/// saw, and keeps going, so the tier 1 is kept. Only when the stream no
+/// longer holds everything since then (its `max_age` passed, it was purged,
+/// or the server lost it) does it yield a [`LiveEvent::Changed`] (dropping the
+/// tier 1, as without replay); if the connection does not come back in time,
+/// the subscription ends as above.
 #[derive(Clone, Debug)]
 pub struct NatsLiveStream {
     fanout: NatsFanout,
     subject: String,
     skip_own: bool,
+    replay: Option<String>,
+    resumes: Arc<AtomicU64>,
 }
 
 impl NatsLiveStream {
@@ -377,6 +452,206 @@ impl NatsLiveStream {
     pub fn subject(&self) -> &str {
         &self.subject
     }
+
+    /// Replay missed messages from the JetStream stream `stream` after a lost
+    /// connection (see [Replay with JetStream](NatsLiveStream#replay-with-jetstream)).
+    pub fn replay_from(mut self, stream: impl Into<String>) -> Self {
+        self.replay = Some(stream.into());
+        self
+    }
+
+    /// How many times a subscription of this stream (or a clone) resumed
+    /// after a lost connection with everything it missed replayed (so its
+    /// tier 1 was kept).
+    pub fn resumes(&self) -> u64 {
+        self.resumes.load(Ordering::Relaxed)
+    }
+}
+
+/// Whether `message` came from the connection with origin `origin`.
+fn is_own(message: &async_nats::Message, origin: &str) -> bool {
+    message
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(ORIGIN_HEADER))
+        .is_some_and(|o| o.as_str() == origin)
+}
+
+/// The event a message stands for (garbage: `Changed`, with a `warn!`).
+fn event_of(message: &async_nats::Message) -> LiveEvent {
+    decode_event(&message.payload).unwrap_or_else(|| {
+        tracing::warn!(
+            subject = %message.subject,
+            payload_len = message.payload.len(),
+            "unreadable invalidation message; treating it as a change of anything"
+        );
+        LiveEvent::Changed
+    })
+}
+
+/// Wait (at most `wait`) for the connection to be up; the losses so far.
+async fn connected(link: &mut watch::Receiver<Link>, wait: Duration) -> Option<u64> {
+    let up = matches!(
+        tokio::time::timeout(wait, link.wait_for(|l| l.connected)).await,
+        Ok(Ok(_))
+    );
+    let losses = link.borrow().losses;
+    up.then_some(losses)
+}
+
+/// An ordered consumer of `subject` in `stream`, from `start` on.
+async fn consume(
+    client: &async_nats::Client,
+    stream: &str,
+    subject: &str,
+    start: u64,
+) -> Result<(Ordered, jetstream::stream::State), String> {
+    let js = jetstream::new(client.clone());
+    let mut handle = js.get_stream(stream).await.map_err(|e| e.to_string())?;
+    let state = handle
+        .info()
+        .await
+        .map_err(|e| e.to_string())?
+        .state
+        .clone();
+    let start = if start == 0 {
+        state.last_sequence + 1
+    } else {
+        start
+    };
+    let consumer = handle
+        .create_consumer(OrderedConfig {
+            filter_subject: subject.to_string(),
+            deliver_policy: DeliverPolicy::ByStartSequence {
+                start_sequence: start,
+            },
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    let messages = consumer.messages().await.map_err(|e| e.to_string())?;
+    Ok((messages, state))
+}
+
+enum Replaying {
+    Start,
+    Listening {
+        messages: Box<Ordered>,
+        link: watch::Receiver<Link>,
+        losses: u64,
+        last: u64,
+    },
+}
+
+impl NatsLiveStream {
+    /// The JetStream flavour of [`LiveStream::subscribe`].
+    fn subscribe_replaying(&self, stream: String) -> BoxStream<'static, LiveEvent> {
+        let inner = self.fanout.inner.clone();
+        let subject = self.subject.clone();
+        let skip_own = self.skip_own;
+        let resumes = self.resumes.clone();
+        futures_util::stream::unfold(Replaying::Start, move |state| {
+            let (inner, subject, stream, resumes) =
+                (inner.clone(), subject.clone(), stream.clone(), resumes.clone());
+            async move {
+                match state {
+                    Replaying::Start => {
+                        let mut link = inner.link.clone();
+                        let Some(losses) = connected(&mut link, CONNECTED_WAIT).await else {
+                            tracing::warn!(subject, "NATS is not connected; not subscribing");
+                            return None;
+                        };
+                        let (messages, state) =
+                            match consume(&inner.client, &stream, &subject, 0).await {
+                                Ok(found) => found,
+                                Err(error) => {
+                                    tracing::warn!(subject, stream, %error, "JetStream consumer failed");
+                                    return None;
+                                }
+                            };
+                        tracing::info!(subject, stream, "NATS subscription listening (JetStream)");
+                        Some((
+                            LiveEvent::Changed,
+                            Replaying::Listening {
+                                messages: Box::new(messages),
+                                link,
+                                losses,
+                                last: state.last_sequence,
+                            },
+                        ))
+                    }
+                    Replaying::Listening {
+                        mut messages,
+                        mut link,
+                        mut losses,
+                        mut last,
+                    } => loop {
+                        let lost = tokio::select! {
+                            message = messages.next() => match message {
+                                Some(Ok(message)) => {
+                                    if let Ok(info) = message.info() {
+                                        last = last.max(info.stream_sequence);
+                                    }
+                                    if skip_own && is_own(&message.message, &inner.origin) {
+                                        continue;
+                                    }
+                                    let event = event_of(&message.message);
+                                    return Some((
+                                        event,
+                                        Replaying::Listening { messages, link, losses, last },
+                                    ));
+                                }
+                                Some(Err(error)) => {
+                                    tracing::info!(subject, %error, "JetStream consumer interrupted");
+                                    true
+                                }
+                                None => true,
+                            },
+                            changed = link.changed() => {
+                                changed.is_err() || link.borrow().losses != losses
+                            }
+                        };
+                        if !lost {
+                            continue;
+                        }
+                        // Resume from the stream after the last message seen.
+                        tracing::info!(subject, "NATS connection lost; will replay from JetStream");
+                        let Some(now) = connected(&mut link, RESUME_WAIT).await else {
+                            tracing::warn!(subject, "NATS did not come back; subscribing again");
+                            return None;
+                        };
+                        losses = now;
+                        let (resumed, state) =
+                            match consume(&inner.client, &stream, &subject, last + 1).await {
+                                Ok(found) => found,
+                                Err(error) => {
+                                    tracing::warn!(subject, %error, "JetStream resume failed");
+                                    return None;
+                                }
+                            };
+                        messages = Box::new(resumed);
+                        let covered =
+                            state.first_sequence <= last + 1 && state.last_sequence >= last;
+                        if covered {
+                            resumes.fetch_add(1, Ordering::Relaxed);
+                            tracing::info!(subject, from = last + 1, "resumed; replaying what was missed");
+                            continue;
+                        }
+                        tracing::warn!(
+                            subject,
+                            "JetStream no longer holds everything missed; treating it as a change of anything"
+                        );
+                        last = state.last_sequence.max(last);
+                        return Some((
+                            LiveEvent::Changed,
+                            Replaying::Listening { messages, link, losses, last },
+                        ));
+                    },
+                }
+            }
+        })
+        .boxed()
+    }
 }
 
 enum State {
@@ -386,6 +661,9 @@ enum State {
 
 impl LiveStream for NatsLiveStream {
     fn subscribe(&self) -> BoxStream<'static, LiveEvent> {
+        if let Some(stream) = &self.replay {
+            return self.subscribe_replaying(stream.clone());
+        }
         let inner = self.fanout.inner.clone();
         let subject = self.subject.clone();
         let skip_own = self.skip_own;
@@ -436,22 +714,10 @@ impl LiveStream for NatsLiveStream {
                                     tracing::info!(subject, "NATS subscription closed");
                                     return None;
                                 };
-                                let own = message
-                                    .headers
-                                    .as_ref()
-                                    .and_then(|h| h.get(ORIGIN_HEADER))
-                                    .is_some_and(|o| o.as_str() == inner.origin);
-                                if skip_own && own {
+                                if skip_own && is_own(&message, &inner.origin) {
                                     continue;
                                 }
-                                let event = decode_event(&message.payload).unwrap_or_else(|| {
-                                    tracing::warn!(
-                                        subject = %message.subject,
-                                        payload_len = message.payload.len(),
-                                        "unreadable invalidation message; treating it as a change of anything"
-                                    );
-                                    LiveEvent::Changed
-                                });
+                                let event = event_of(&message);
                                 return Some((event, State::Listening(subscriber, link, losses)));
                             }
                             changed = link.changed() => {
