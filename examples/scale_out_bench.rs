@@ -32,7 +32,7 @@
 //! which prints it.
 
 #[path = "../benches/support/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod support;
 
 use std::sync::Arc;
