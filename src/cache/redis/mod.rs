@@ -77,7 +77,10 @@ const POLL_MAX: Duration = Duration::from_millis(20);
 ///   for at most [`lease_wait`](RedisCacheBuilder::lease_wait) (default
 ///   1.5 s); then it reads the master itself. Reads in the lease holder's
 ///   process join its single flight. A lease whose holder died expires, and
-///   the next look takes it over: a slot is never stuck.
+///   the next look takes it over: a slot is never stuck. (A holder whose
+///   master read failed, or whose fill an invalidation refused, leaves its
+///   lease to expire too; an invalidation makes every lease of the cache_key
+///   stale at once, since leases carry the generation.)
 /// - **Expiry.** Every key expires ([`ttl`](RedisCacheBuilder::ttl), default
 ///   a day; the generation's expiry is pushed back on every fill so it
 ///   outlives its slots).
