@@ -358,8 +358,10 @@ async fn a_killed_lease_holder_never_sticks_the_slot() {
     let rows = live.list_values().await.unwrap();
     let waited = leased_at.elapsed();
     assert_eq!(rows.len(), common::seed_len("product") + 1);
+    // The lease's life, plus this process opening the master and Redis on a
+    // loaded machine.
     assert!(
-        waited < lease * 3,
+        waited < lease + Duration::from_secs(3),
         "waited {waited:?} for a dead holder's {lease:?} lease"
     );
     assert_eq!(cache.lease_waits(), 1, "it found the dead holder's lease");
