@@ -13,7 +13,11 @@
 //! table's `LIVE SELECT`, so changes made by others drop its cache). Every
 //! entity's table is wrapped in a `LiveTable`; the cache is in memory by default,
 //! `--cache FOLDER` keeps it on disk between runs (`RedbCache`), and
-//! `--no-cache` bypasses it (`NoCache`, the parity check). `--debug` prints
+//! `--no-cache` bypasses it (`NoCache`, the parity check), and `--redis URL`
+//! shares it with every other process pointed at the same Redis
+//! (`RedisCache`; `--redis-prefix` picks the key prefix, default `vlive`):
+//! two runs in a row share hits, and one run's `add` is seen by the next
+//! one's `list`. `--debug` prints
 //! the traced cache and queue activity to stderr (`RUST_LOG` overrides the
 //! default `vantage_live=debug`; `vantage_live=trace` adds row counts and
 //! record bodies).
@@ -65,7 +69,7 @@ use indexmap::IndexMap;
 use vantage_dataset::prelude::{ReadableValueSet, WritableValueSet};
 use vantage_live::cache::SlotKeys;
 use vantage_live::outbox::{FlushOutcome, OutboxLayer, OutboxOp, Settled, Verdict};
-use vantage_live::{Cache, LiveTable, MemCache, NoCache, RedbCache, SurrealLiveStream};
+use vantage_live::{Cache, LiveTable, MemCache, NoCache, RedbCache, RedisCache, SurrealLiveStream};
 use vantage_sql::condition::{PostgresCondition, SqliteCondition};
 use vantage_sql::postgres::operation::PostgresOperation;
 use vantage_sql::postgres::{AnyPostgresType, PostgresDB};
@@ -103,6 +107,18 @@ struct Cli {
     /// Bypass the cache (NoCache): every read goes to the master.
     #[arg(long)]
     no_cache: bool,
+    /// Share the cache in Redis at URL (RedisCache) with every process
+    /// pointed at it, e.g. redis://127.0.0.1:6379.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["cache", "no_cache"])]
+    redis: Option<String>,
+    /// The Redis key prefix (with --redis).
+    #[arg(
+        long,
+        value_name = "PREFIX",
+        default_value = "vlive",
+        requires = "redis"
+    )]
+    redis_prefix: String,
     /// Print traced cache and queue activity to stderr.
     #[arg(long)]
     debug: bool,
@@ -183,10 +199,17 @@ async fn run(cli: Cli) -> CliResult<()> {
         (Err(why), None) => return Err(why),
     };
 
-    let cache: Arc<dyn Cache> = match (&cli.cache, cli.no_cache) {
-        (_, true) => Arc::new(NoCache),
-        (Some(folder), false) => Arc::new(RedbCache::open(folder).map_err(|e| e.to_string())?),
-        (None, false) => Arc::new(MemCache::new()),
+    let cache: Arc<dyn Cache> = match (&cli.cache, cli.no_cache, &cli.redis) {
+        (_, true, _) => Arc::new(NoCache),
+        (Some(folder), false, _) => Arc::new(RedbCache::open(folder).map_err(|e| e.to_string())?),
+        (None, false, Some(url)) => Arc::new(
+            RedisCache::builder(url)
+                .key_prefix(cli.redis_prefix.clone())
+                .connect()
+                .await
+                .map_err(|e| e.to_string())?,
+        ),
+        (None, false, None) => Arc::new(MemCache::new()),
     };
 
     let mut outboxes = Outboxes::new(cli.outbox.clone());

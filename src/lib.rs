@@ -67,10 +67,14 @@
 //!    background task turns stream events into invalidations;
 //! 3. `WriteQueueLayer`: writes one at a time, in order, detached from their
 //!    callers; reads pass straight by;
-//! 4. [`CacheLayer`]: reads served from the cache or filled (single flight,
+//! 4. [`PublishInvalidationsLayer`] (with [`LiveTable::with_publisher`]):
+//!    each acknowledged write is published to other processes, on the
+//!    write's own task after its invalidation; without a publisher, a
+//!    pass-through;
+//! 5. [`CacheLayer`]: reads served from the cache or filled (single flight,
 //!    fenced against invalidations); successful writes invalidate before
 //!    they answer;
-//! 5. [`TableService`]: the master (or the custom write target).
+//! 6. [`TableService`]: the master (or the custom write target).
 //!
 //! The order carries the guarantees: the queue sits above the cache so a
 //! write's invalidation runs on the write's own detached task. Compose your
@@ -93,6 +97,18 @@
 //! `put` and `invalidate_prefix` suffice (with weaker fencing, see
 //! [`vantage_live_layers::cache`]); a backend that owns its invalidation
 //! state ([`cache::Generations`]) gets the full guarantees.
+//! With the `redis` feature, `RedisCache` (one cache shared by many
+//! processes, with leases against herds) and `TieredCache` (a memory tier in
+//! each process in front of it).
+//!
+//! # Scale-out
+//!
+//! Several processes share one `RedisCache`; with `TieredCache`, each keeps
+//! a memory tier coherent through an invalidation fan-out
+//! ([`LiveTable::with_publisher`] out, [`LiveTable::with_live_stream`] in;
+//! `NatsFanout` with the `nats` feature). The README's "Scale-out" section
+//! states the cross-process guarantees with their bounds and a capacity
+//! model.
 //!
 //! # Live events
 //!
@@ -126,14 +142,20 @@
 pub mod cache;
 pub mod live_stream;
 mod live_table;
+mod redact;
 
 pub use cache::{Cache, CachedRows, CachedSlot, MemCache, NoCache, RedbCache, SlotKind, SlotValue};
+#[cfg(feature = "redis")]
+pub use cache::{RedisCache, TieredCache};
 #[cfg(feature = "postgres")]
 pub use live_stream::{install_notify_trigger, parse_notify_payload, PgNotifyLiveStream};
 pub use live_stream::{LiveEvent, LiveStream, ManualLiveStream};
+#[cfg(feature = "nats")]
+pub use live_stream::{NatsFanout, NatsLiveStream, NatsPublisher};
 #[cfg(feature = "surrealdb")]
 pub use live_stream::{SurrealLiveStream, SurrealUrlError};
 pub use live_table::{CachedMaster, CoreStack, LiveStack, LiveTable, MasterService, PageSelector};
+pub use redact::redact_url;
 pub use vantage_live_layers::error::into_vantage_error;
 pub use vantage_live_layers::outbox;
 pub use vantage_live_layers::write_queue::error::{QueueClosed, WritePanicked};
@@ -142,6 +164,7 @@ pub use vantage_live_layers::{
     WriteQueueLayer, WriteRequest,
 };
 pub use vantage_live_layers::{EventStats, EventStatus, InvalidateOnEventLayer};
+pub use vantage_live_layers::{PublishInvalidationsLayer, Publisher};
 pub use vantage_live_layers::{Stats, StatsSnapshot, Tracing, TracingLayer};
 
 /// The layers crate, re-exported: build your own stack from its pieces.

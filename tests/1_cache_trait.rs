@@ -7,6 +7,11 @@
 //! backend can) and the seed's `get`. Invalidation state is the backend's:
 //! clones of a backend, through any number of `Arc`s, share it.
 //!
+//! `RedisCache` and `TieredCache` run it too, against the Redis at
+//! `VANTAGE_LIVE_REDIS_URL` (default `redis://127.0.0.1:6379`), each test in
+//! a key prefix of its own; they skip with a printed reason when it is
+//! unreachable (and fail under `CI=true`).
+//!
 //! What only one backend promises lives in `1_cache_redb.rs` (persistence,
 //! durability, open errors), `1_cache_mem.rs` (moka's bounds) and
 //! `1_cache_codec.rs` (the bytes on disk).
@@ -16,10 +21,13 @@ mod common;
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
+use common::redis::RedisSpace;
 use common::slots::{assert_identical, assert_same_slot, every_kind_slot, rows, slot_for, slots};
 use tempfile::TempDir;
-use vantage_live::cache::{split_key, Generations, Namespace, Peek, SlotKeys};
-use vantage_live::{Cache, CachedRows, CachedSlot, MemCache, NoCache, RedbCache, SlotValue};
+use vantage_live::cache::{split_key, Generations, Namespace, Peek, SlotKeys, Ticket};
+use vantage_live::{
+    Cache, CachedRows, CachedSlot, MemCache, NoCache, RedbCache, SlotValue, TieredCache,
+};
 use vantage_live_layers::View;
 
 // ── backends ──────────────────────────────────────────────────────────────
@@ -33,6 +41,7 @@ struct Backend {
     stores: bool,
     clone: Box<dyn Fn() -> Arc<dyn Cache> + Send + Sync>,
     _dir: Option<TempDir>,
+    _redis: Option<RedisSpace>,
 }
 
 fn mem() -> Backend {
@@ -43,6 +52,7 @@ fn mem() -> Backend {
         stores: true,
         clone: Box::new(move || Arc::new(cache.clone())),
         _dir: None,
+        _redis: None,
     }
 }
 
@@ -56,6 +66,7 @@ fn redb() -> Backend {
         // A clone with a memory front of its own.
         clone: Box::new(move || Arc::new(cache.clone().with_memory_front(1 << 20))),
         _dir: Some(dir),
+        _redis: None,
     }
 }
 
@@ -71,6 +82,7 @@ fn redb_disk() -> Backend {
         stores: true,
         clone: Box::new(move || Arc::new(cache.clone())),
         _dir: Some(dir),
+        _redis: None,
     }
 }
 
@@ -81,7 +93,37 @@ fn none() -> Backend {
         stores: false,
         clone: Box::new(|| Arc::new(NoCache)),
         _dir: None,
+        _redis: None,
     }
+}
+
+/// A `RedisCache` in a key prefix of its own, or `None` (skipped).
+async fn redis_backend(test: &str) -> Option<Backend> {
+    let space = RedisSpace::new(test, "contract").await?;
+    let cache = space.cache().await;
+    Some(Backend {
+        name: "RedisCache",
+        cache: Arc::new(cache.clone()),
+        stores: true,
+        clone: Box::new(move || Arc::new(cache.clone())),
+        _dir: None,
+        _redis: Some(space),
+    })
+}
+
+/// A `TieredCache` over a `RedisCache` in a key prefix of its own; its
+/// "clone" is a second tier 1 over the same `RedisCache`.
+async fn tiered_backend(test: &str) -> Option<Backend> {
+    let space = RedisSpace::new(test, "contract-tiered").await?;
+    let back = space.cache().await;
+    Some(Backend {
+        name: "TieredCache",
+        cache: Arc::new(TieredCache::new(back.clone())),
+        stores: true,
+        clone: Box::new(move || Arc::new(TieredCache::new(back.clone()))),
+        _dir: None,
+        _redis: Some(space),
+    })
 }
 
 /// Each contract test below, once per backend (`mem_cache::round_trip`, ...).
@@ -119,6 +161,28 @@ macro_rules! contract {
                 }
             )*
         }
+        mod redis_cache {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let name = concat!("redis_cache::", stringify!($test));
+                    if let Some(b) = super::redis_backend(name).await {
+                        super::$test(b).await
+                    }
+                }
+            )*
+        }
+        mod tiered_cache {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let name = concat!("tiered_cache::", stringify!($test));
+                    if let Some(b) = super::tiered_backend(name).await {
+                        super::$test(b).await
+                    }
+                }
+            )*
+        }
     };
 }
 
@@ -148,6 +212,16 @@ fn namespace(cache: &dyn Cache, key: &str) -> Arc<Namespace> {
         Some(generations) => generations.namespace(name),
         None => Generations::new().namespace(name),
     }
+}
+
+/// A ticket for a fill of `key`, taken as the cache layer takes it: before
+/// the lookup, which may record backend state in it (`RedisCache` records the
+/// generation it saw; a ticket that never went through a lookup fills
+/// nothing there).
+async fn ticket_for(cache: &dyn Cache, ns: &Arc<Namespace>, key: &str) -> Ticket {
+    let mut ticket = ns.ticket();
+    let _ = cache.lookup(key, ns, &mut ticket).await;
+    ticket
 }
 
 /// One typed lookup, through `peek` when the backend answers from memory
@@ -211,7 +285,12 @@ async fn fill(b: &Backend, key: &str, slot: &CachedSlot) {
     let ns = namespace(&*b.cache, key);
     let stored = b
         .cache
-        .fill(key, &ns, ns.ticket(), slot.clone())
+        .fill(
+            key,
+            &ns,
+            ticket_for(&*b.cache, &ns, key).await,
+            slot.clone(),
+        )
         .await
         .unwrap_or_else(|e| panic!("{}: fill {key:?}: {e}", b.name));
     assert_eq!(
@@ -405,8 +484,9 @@ async fn tickets_fence_stale_fills(b: Backend) {
     let other_ns = namespace(&*b.cache, &other_key);
 
     // Tickets taken, then `k` is invalidated.
-    let ticket = ns.ticket();
-    let other_ticket = other_ns.ticket();
+    let ticket = ticket_for(&*b.cache, &ns, &key).await;
+    let id_ticket = ticket_for(&*b.cache, &ns, &id_key).await;
+    let other_ticket = ticket_for(&*b.cache, &other_ns, &other_key).await;
     invalidate(&b, &k).await;
     if b.cache.generations().is_some() {
         assert!(
@@ -417,7 +497,7 @@ async fn tickets_fence_stale_fills(b: Backend) {
     }
 
     // A stale fill is refused and not readable, for every slot kind of `k`.
-    for slot in [&key, &id_key] {
+    for (slot, ticket) in [(&key, ticket), (&id_key, id_ticket)] {
         let stored = b
             .cache
             .fill(slot, &ns, ticket, slot_for(slot, "stale"))
@@ -449,7 +529,7 @@ async fn tickets_fence_stale_fills(b: Backend) {
     let never = SlotKeys::new("never filled");
     let never_key = never.list(&View::new());
     let never_ns = namespace(&*b.cache, &never_key);
-    let ticket = never_ns.ticket();
+    let ticket = ticket_for(&*b.cache, &never_ns, &never_key).await;
     invalidate(&b, &never).await;
     let stored = b
         .cache
@@ -471,7 +551,8 @@ async fn raw_prefixes_cover_their_cache_key(b: Backend) {
     }
     let shop_ns = namespace(&*b.cache, "shop/a");
     let shopping_ns = namespace(&*b.cache, "shopping/a");
-    let (shop_ticket, shopping_ticket) = (shop_ns.ticket(), shopping_ns.ticket());
+    let shop_ticket = ticket_for(&*b.cache, &shop_ns, "shop/a").await;
+    let shopping_ticket = ticket_for(&*b.cache, &shopping_ns, "shopping/a").await;
 
     // A bare cache_key: `shop` goes, `shopping` and `sho` stay.
     b.cache.invalidate_prefix("shop").await.unwrap();
@@ -569,7 +650,7 @@ async fn fill_racing_an_invalidation_never_survives(b: Backend) {
     let key = k.list(&View::new());
     let ns = namespace(&*b.cache, &key);
     for round in 0..100 {
-        let ticket = ns.ticket();
+        let ticket = ticket_for(&*b.cache, &ns, &key).await;
         let fill = {
             let (b, key, ns) = (b.clone(), key.clone(), ns.clone());
             tokio::spawn(async move {
@@ -604,7 +685,12 @@ async fn clones_share_slots_and_invalidation_state(b: Backend) {
     let ns = namespace(&*other, &key);
     let slot = slot_for(&key, "through the clone");
     let stored = other
-        .fill(&key, &ns, ns.ticket(), slot.clone())
+        .fill(
+            &key,
+            &ns,
+            ticket_for(&*other, &ns, &key).await,
+            slot.clone(),
+        )
         .await
         .unwrap();
     assert_eq!(stored, b.stores, "{}", b.name);
@@ -612,7 +698,7 @@ async fn clones_share_slots_and_invalidation_state(b: Backend) {
     expect_slot(&b, &key, Some(&slot)).await;
 
     // Dropped through the original: the clone never serves it again.
-    let ticket = namespace(&*other, &key).ticket();
+    let ticket = ticket_for(&*other, &namespace(&*other, &key), &key).await;
     invalidate(&b, &k).await;
     expect_slot_in(&*other, b.name, b.stores, &key, None).await;
     expect_slot(&b, &key, None).await;

@@ -39,7 +39,11 @@
 //!
 //! Masters: redb and SQLite. Caches: `MemCache`, `RedbCache` (with and
 //! without its memory front), and a `MemCache` behind wrappers that fail
-//! lookups, fills and invalidations at random.
+//! lookups, fills and invalidations at random; with the Redis at
+//! `VANTAGE_LIVE_REDIS_URL` reachable (required under `CI=true`), also
+//! `RedisCache`, each of the three LiveTables on a `RedisCache` instance of
+//! its own (three connections, three in-process states: what fences them
+//! is in Redis), and one `TieredCache` shared by the three.
 //!
 //! # With an outbox
 //!
@@ -130,16 +134,64 @@ enum CacheKind {
     Redb,
     /// `MemCache` behind a wrapper failing every kind of call at random.
     FaultyMem,
+    /// A `RedisCache` instance per LiveTable, one key prefix.
+    Redis,
+    /// One `TieredCache` over a `RedisCache`.
+    Tiered,
+}
+
+/// The caches of one run (one per LiveTable, or one shared) and what keeps
+/// them alive.
+struct Built {
+    caches: Vec<Arc<dyn Cache>>,
+    faulty: Vec<Arc<FaultyCache>>,
+    _dir: Option<tempfile::TempDir>,
+    _redis: Option<common::redis::RedisSpace>,
 }
 
 impl CacheKind {
     const ALL: [CacheKind; 3] = [CacheKind::Mem, CacheKind::Redb, CacheKind::FaultyMem];
+    const REDIS: [CacheKind; 2] = [CacheKind::Redis, CacheKind::Tiered];
+
+    /// Every kind, the Redis ones if Redis is reachable (or under CI, where
+    /// it must be).
+    async fn all() -> Vec<CacheKind> {
+        let mut kinds = CacheKind::ALL.to_vec();
+        if common::redis::redis_available("6_model_concurrency (RedisCache, TieredCache)").await {
+            kinds.extend(CacheKind::REDIS);
+        }
+        kinds
+    }
 
     /// Three handles on one backend (one per LiveTable: separate `Arc`s
     /// around clones of it; for `RedbCache`, the third with a memory front
-    /// of its own), the faulty wrappers if any, and what keeps it alive.
+    /// of its own; three `RedisCache` instances, sharing only Redis; one
+    /// shared `TieredCache`), the faulty wrappers if any, and what keeps it
+    /// alive.
     fn build(self, seed: u64) -> Built {
-        match self {
+        let (caches, faulty, dir) = match self {
+            CacheKind::Redis | CacheKind::Tiered => {
+                let space = common::redis::RedisSpace::unchecked("model");
+                let redis = || {
+                    space
+                        .builder()
+                        .connect_lazy()
+                        .expect("a RedisCache for the model")
+                };
+                let caches: Vec<Arc<dyn Cache>> = if self == CacheKind::Redis {
+                    (0..3)
+                        .map(|_| Arc::new(redis()) as Arc<dyn Cache>)
+                        .collect()
+                } else {
+                    vec![Arc::new(vantage_live::TieredCache::new(redis()))]
+                };
+                return Built {
+                    caches,
+                    faulty: Vec::new(),
+                    _dir: None,
+                    _redis: Some(space),
+                };
+            }
             CacheKind::Mem => {
                 let mem = MemCache::new();
                 let handles = (0..3)
@@ -181,17 +233,15 @@ impl CacheKind {
                 let handles = faulty.iter().map(|f| f.clone() as Arc<dyn Cache>).collect();
                 (handles, faulty, None)
             }
+        };
+        Built {
+            caches,
+            faulty,
+            _dir: dir,
+            _redis: None,
         }
     }
 }
-
-/// What [`CacheKind::build`] makes: a handle per LiveTable, the faulty
-/// wrappers among them, and the temp folder to keep.
-type Built = (
-    Vec<Arc<dyn Cache>>,
-    Vec<Arc<FaultyCache>>,
-    Option<tempfile::TempDir>,
-);
 
 // ── the model ─────────────────────────────────────────────────────────────
 
@@ -627,7 +677,9 @@ async fn run(
     outbox: bool,
 ) -> Figures {
     let _guard = SeedGuard::new(replay_hint(seed, master.kind, cache_kind, outbox));
-    let (caches, faulty, _dir) = cache_kind.build(seed);
+    let built = cache_kind.build(seed);
+    let faulty = built.faulty.clone();
+    let cache = |i: usize| built.caches[i % built.caches.len()].clone();
     let delays = Delays::jitter(seed, size.max_delay_us);
     let slow = Latency::wrap(master.table.clone(), delays.clone());
 
@@ -655,12 +707,12 @@ async fn run(
     let key = format!("model-{seed}-{cache_kind:?}-{outbox}");
     let source = ManualLiveStream::new();
     let tables = vec![
-        with_outbox(common::live(slow.clone(), key.clone(), caches[0].clone())),
+        with_outbox(common::live(slow.clone(), key.clone(), cache(0))),
         with_outbox(
-            common::live(slow.clone(), key.clone(), caches[1].clone())
+            common::live(slow.clone(), key.clone(), cache(1))
                 .with_live_stream(Arc::new(source.clone())),
         ),
-        with_outbox(common::live(slow.clone(), key.clone(), caches[2].clone())),
+        with_outbox(common::live(slow.clone(), key.clone(), cache(2))),
     ];
     let status = tables[1].live_stream_status().expect("a live stream");
     tables[1].start_live_stream();
@@ -1034,7 +1086,7 @@ async fn model_check() {
     let mut total = Figures::default();
     let mut runs = 0;
     for (m, master) in masters().await.iter().enumerate() {
-        for (c, cache) in CacheKind::ALL.into_iter().enumerate() {
+        for (c, cache) in CacheKind::all().await.into_iter().enumerate() {
             let seed = CI_SEEDS[(m + c) % CI_SEEDS.len()];
             for outbox in [false, true] {
                 let t = Instant::now();
@@ -1077,7 +1129,7 @@ async fn soak() {
     loop {
         let seed = seed.wrapping_add(round);
         for master in &masters {
-            for cache in CacheKind::ALL {
+            for cache in CacheKind::all().await {
                 for outbox in [false, true] {
                     total += run(master, cache, seed, SOAK_SIZE, outbox).await;
                     runs += 1;

@@ -696,3 +696,92 @@ fn unreachable_or_misspelt_surreal_is_a_clear_error() {
         "no credentials in errors"
     );
 }
+
+/// Redis at `VANTAGE_LIVE_REDIS_URL` (default 127.0.0.1:6379), or a skip (a
+/// failure when CI=true).
+fn redis_url() -> Option<String> {
+    let url = std::env::var("VANTAGE_LIVE_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string());
+    let reachable = redis::Client::open(url.as_str())
+        .and_then(|c| c.get_connection_with_timeout(std::time::Duration::from_secs(2)))
+        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+        .is_ok();
+    if !reachable {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("Redis is unreachable and CI=true");
+        }
+        eprintln!("skipping: Redis unreachable");
+        return None;
+    }
+    Some(url)
+}
+
+/// Deletes a key prefix's keys when dropped.
+struct RedisKeys(String, String);
+
+impl Drop for RedisKeys {
+    fn drop(&mut self) {
+        let Ok(mut conn) = redis::Client::open(self.0.as_str()).and_then(|c| c.get_connection())
+        else {
+            return;
+        };
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}:*", self.1))
+            .query(&mut conn)
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(keys).query(&mut conn);
+        }
+    }
+}
+
+#[test]
+fn redis_cache_is_shared_by_runs_in_a_row() {
+    let Some(url) = redis_url() else {
+        return;
+    };
+    let prefix = format!("vlive-cli-test-{}", std::process::id());
+    let _cleanup = RedisKeys(url.clone(), prefix.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let with = |args: &[&str]| {
+        let mut all = vec!["--redis", url.as_str(), "--redis-prefix", prefix.as_str()];
+        all.extend_from_slice(args);
+        cli(dir.path(), &all)
+    };
+    let first = with(&["--debug", "product", "list"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(outcomes(&first), vec!["miss", "populated"]);
+    // Another process: the first one's fill is a hit.
+    let second = with(&["--debug", "product", "list"]);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(outcomes(&second), vec!["hit"], "{}", second.stderr);
+    assert_eq!(found(&second), vec![12]);
+    // One process adds; the next one's list shows the row.
+    let row = r#"{"name":"Bun","calories":100,"price":90,"is_deleted":false,"inventory_stock":3,"bakery_id":"rye_and_co"}"#;
+    let add = with(&["product", "add", "p13_bun", row]);
+    assert_eq!(add.code, 0, "{}", add.stderr);
+    let third = with(&["--debug", "product", "list"]);
+    assert_eq!(third.code, 0, "{}", third.stderr);
+    assert_eq!(found(&third), vec![13]);
+    assert_eq!(outcomes(&third), vec!["miss", "populated"]);
+    assert!(third.stdout.contains("p13_bun"));
+}
+
+#[test]
+fn unreachable_redis_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = cli(
+        dir.path(),
+        &[
+            "--redis",
+            "redis://someone:hunter2@127.0.0.1:1",
+            "product",
+            "list",
+        ],
+    );
+    assert_one_error_line(
+        &run,
+        "could not connect to Redis at redis://***@127.0.0.1:1",
+    );
+    assert!(!run.stderr.contains("hunter2"), "no credentials in errors");
+}

@@ -14,6 +14,8 @@
 //! - [`OutboxLayer`]: instead of the write queue, writes accepted into a
 //!   durable local outbox and applied in the background, in order, exactly
 //!   once; reads show the pending writes.
+//! - [`PublishInvalidationsLayer`]: every acknowledged write is handed to a
+//!   [`Publisher`] (a message bus), so other processes can drop their caches.
 //! - [`TracingLayer`]: a span per request and one `ERROR` per failed request;
 //!   every layer logs inside it (see [`trace`] for the spans and fields).
 //!
@@ -43,6 +45,7 @@ pub mod error;
 pub mod invalidate_on_event;
 pub mod live_stream;
 pub mod outbox;
+pub mod publish;
 pub mod request;
 pub mod stats;
 pub mod table;
@@ -56,6 +59,7 @@ pub use cache::{
 pub use invalidate_on_event::{EventStats, EventStatus, InvalidateOnEvent, InvalidateOnEventLayer};
 pub use live_stream::{LiveEvent, LiveStream, ManualLiveStream};
 pub use outbox::{Outbox, OutboxHandle, OutboxLayer};
+pub use publish::{PublishInvalidations, PublishInvalidationsLayer, Publisher};
 pub use request::{Request, Response, Rows, Value, View, WriteRequest};
 pub use stats::{Stats, StatsSnapshot};
 pub use table::{uuid_v7_id, IdGenerator, TableService};

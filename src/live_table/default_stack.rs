@@ -9,8 +9,9 @@ use vantage_live_layers::outbox::{OutboxHandle, OutboxLayer, OutboxStats};
 use vantage_live_layers::write_queue::DEFAULT_BOUND;
 use vantage_live_layers::{
     Cache, CacheLayer, CacheService, EventStatus, IdGenerator, InvalidateOnEvent,
-    InvalidateOnEventLayer, LiveStream, Outbox, Request, Response, TableService, Tracing,
-    TracingLayer, View, WriteQueue, WriteQueueLayer,
+    InvalidateOnEventLayer, LiveStream, Outbox, PublishInvalidations, PublishInvalidationsLayer,
+    Publisher, Request, Response, TableService, Tracing, TracingLayer, View, WriteQueue,
+    WriteQueueLayer,
 };
 use vantage_table::any::AnyTable;
 use vantage_table::traits::table_like::TableLike;
@@ -46,8 +47,9 @@ pub type LiveStack = Tracing<Either<InvalidateOnEvent<CoreStack>, CoreStack>>;
 /// master (with its middleware).
 pub type CoreStack = Either<WriteQueue<CachedMaster>, Outbox<CachedMaster>>;
 
-/// The cache layer over the master service.
-pub type CachedMaster = CacheService<MasterService>;
+/// The publisher (a pass-through without [`LiveTable::with_publisher`])
+/// over the cache layer over the master service.
+pub type CachedMaster = PublishInvalidations<CacheService<MasterService>>;
 
 /// The service under the cache layer: the [`TableService`] over the master,
 /// behind any middleware added with [`LiveTable::with_master_layer`], boxed
@@ -71,6 +73,9 @@ pub(super) struct Config {
     master_layers: Vec<Middleware>,
     /// The outbox, in place of the write queue.
     outbox: Option<OutboxLayer>,
+    /// Where acknowledged writes are published (the fan-out to other
+    /// processes).
+    publisher: Option<Arc<dyn Publisher>>,
     /// The event layer, made with the settings (it starts nothing until the
     /// first request), so that its status can be watched before first use.
     events: Option<InvalidateOnEventLayer>,
@@ -86,6 +91,7 @@ impl Config {
             write_queue_bound: DEFAULT_BOUND,
             master_layers: Vec::new(),
             outbox: None,
+            publisher: None,
             events: None,
         }
     }
@@ -198,6 +204,21 @@ impl LiveTable {
     /// the details and [`LiveTable::live_stream_status`] to watch it.
     pub fn with_live_stream(self, stream: Arc<dyn LiveStream>) -> Self {
         self.rebuild(|c| c.live_stream = Some(stream))
+    }
+
+    /// Publish every acknowledged write to `publisher` (a message bus such
+    /// as `NatsPublisher`), so that other processes drop their cached slots
+    /// of this cache_key: the invalidation fan-out that keeps per-process
+    /// caches (a `MemCache`, the tier 1 of a `TieredCache`) coherent.
+    ///
+    /// Each write that succeeds is published on its own detached task, after
+    /// its local invalidation and before it answers; a publish that fails or
+    /// takes over a second is a `warn!`, never a failed write. The other
+    /// processes listen with [`with_live_stream`](LiveTable::with_live_stream)
+    /// on the same bus. See
+    /// [`PublishInvalidationsLayer`](vantage_live_layers::PublishInvalidationsLayer).
+    pub fn with_publisher(self, publisher: Arc<dyn Publisher>) -> Self {
+        self.rebuild(|c| c.publisher = Some(publisher))
     }
 
     /// Start the live-stream task now (on the current tokio runtime) instead
@@ -360,8 +381,14 @@ pub(super) fn assemble(shared: &Shared<LiveStack>) -> LiveStack {
         master = wrap(master);
     }
     // Outermost first; see `LiveStack` for why the order is this one. The
-    // outbox, if any, takes the write queue's place.
-    let cached = ServiceBuilder::new().layer(cache).service(master);
+    // outbox, if any, takes the write queue's place. The publisher sits under
+    // the queue (or outbox), over the cache: it publishes on the write's
+    // detached task, after the write's invalidation.
+    let publish = PublishInvalidationsLayer::optional(config.publisher.clone(), cache_key.clone());
+    let cached = ServiceBuilder::new()
+        .layer(publish)
+        .layer(cache)
+        .service(master);
     let core = match &config.outbox {
         None => Either::Left(WriteQueueLayer::with_bound(config.write_queue_bound).layer(cached)),
         Some(outbox) => {

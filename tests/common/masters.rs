@@ -100,15 +100,40 @@ pub fn create_table_sql(entity: &Entity, postgres: bool) -> String {
     entity.create_table_sql(postgres, false)
 }
 
+/// A `vantage-sql` SQLite master for `entity_name` in the file at `path`,
+/// which several processes can open at once: `create` makes the table and
+/// seeds it (do it once, in the parent), else the table must be there.
+pub async fn sqlite_master_at(path: &std::path::Path, entity_name: &str, create: bool) -> AnyTable {
+    sqlite_at(path, entity_name, create).await.0
+}
+
 /// The SQLite `product`-style table of `entity_name` in an existing file
 /// (made by [`sqlite_master`]), on a new connection: another process's view
 /// of the same master.
 pub async fn sqlite_table_at(entity_name: &str, path: &std::path::Path) -> (AnyTable, SqliteDB) {
+    sqlite_at(path, entity_name, false).await
+}
+
+async fn sqlite_at(
+    path: &std::path::Path,
+    entity_name: &str,
+    create: bool,
+) -> (AnyTable, SqliteDB) {
     let model = Model::load();
     let entity = model.entity(entity_name);
-    let url = format!("sqlite://{}", path.display());
+    let url = format!("sqlite://{}?mode=rwc", path.display());
     let db = SqliteDB::connect(&url).await.expect("open sqlite master");
+    if create {
+        sqlx::query(&create_table_sql(entity, false))
+            .execute(db.pool())
+            .await
+            .expect("create sqlite table");
+    }
     let table = with_columns(Table::new(entity.table.clone(), db.clone()), entity)
         .with_order(OrderBy::ascending(SqliteCondition::from(ident(&entity.id))));
-    (AnyTable::from_table(table), db)
+    let table = AnyTable::from_table(table);
+    if create {
+        seed(&table, entity).await;
+    }
+    (table, db)
 }

@@ -1,16 +1,31 @@
-//! A TCP forwarder a test puts between a client and a real server, to make a
-//! real driver's connections fail: cut the open connections, refuse new
-//! ones for a while (the server "goes down"), or slip bytes into what the
-//! server sends.
+//! A TCP proxy on loopback in front of a real server (PostgreSQL, SurrealDB,
+//! Redis, NATS), to make a client's connections fail mid-test without
+//! touching the server other tests share: cut the open connections, refuse
+//! new ones (a server that is down), hold them without an answer (a server
+//! that hangs), or slip bytes into what the server sends. The client under
+//! test runs its real code path: it only sees its connection drop, be
+//! refused, hang or carry junk.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+
+/// What the proxy does with connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Forward to the server.
+    Forward,
+    /// Close every connection at once (a server that is down).
+    Refuse,
+    /// Accept and hold every connection, forwarding nothing (a server that
+    /// hangs).
+    Hang,
+}
 
 /// One forwarded connection.
 struct Link {
@@ -18,31 +33,43 @@ struct Link {
     to_client: mpsc::UnboundedSender<Vec<u8>>,
 }
 
-/// Forwards every connection made to [`Proxy::addr`] to the server.
+/// A running proxy; it stops when dropped.
 pub struct Proxy {
     addr: SocketAddr,
     links: Arc<Mutex<Vec<Link>>>,
-    down: Arc<AtomicBool>,
+    mode: watch::Sender<Mode>,
     accept: JoinHandle<()>,
 }
 
 impl Proxy {
-    /// Listen on a free local port, forwarding to `server`.
+    /// Listen on a free loopback port, forwarding to `server`.
     pub async fn start(server: SocketAddr) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().unwrap();
         let links: Arc<Mutex<Vec<Link>>> = Arc::default();
         let accepted = links.clone();
-        let down = Arc::new(AtomicBool::new(false));
-        let refusing = down.clone();
+        let (mode, watch_mode) = watch::channel(Mode::Forward);
         let accept = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
-                if refusing.load(Ordering::SeqCst) {
-                    // Down: accept and close at once.
-                    drop(client);
-                    continue;
+                let mut watch_mode = watch_mode.clone();
+                let now = *watch_mode.borrow_and_update();
+                match now {
+                    Mode::Refuse => {
+                        drop(client);
+                        continue;
+                    }
+                    Mode::Hang => {
+                        tokio::spawn(async move {
+                            let _ = watch_mode.changed().await;
+                            drop(client);
+                        });
+                        continue;
+                    }
+                    Mode::Forward => {}
                 }
-                let Ok(upstream) = TcpStream::connect(server).await else {
+                let connect = TcpStream::connect(server);
+                let Ok(Ok(upstream)) = tokio::time::timeout(Duration::from_secs(2), connect).await
+                else {
                     continue;
                 };
                 let (mut client_read, mut client_write) = client.into_split();
@@ -80,7 +107,7 @@ impl Proxy {
         Proxy {
             addr,
             links,
-            down,
+            mode,
             accept,
         }
     }
@@ -90,13 +117,13 @@ impl Proxy {
         self.addr
     }
 
-    /// Connections made so far.
+    /// Connections forwarded so far.
     pub fn connections(&self) -> usize {
         self.links.lock().unwrap().len()
     }
 
     /// Drop every open connection (the client sees it reset or closed); new
-    /// connections are still forwarded.
+    /// connections are handled as the mode says.
     pub fn cut(&self) {
         for link in self.links.lock().unwrap().iter() {
             for task in &link.tasks {
@@ -105,16 +132,21 @@ impl Proxy {
         }
     }
 
-    /// Go down: refuse new connections (accept and close each) and cut the
-    /// open ones.
-    pub fn go_down(&self) {
-        self.down.store(true, Ordering::SeqCst);
+    /// Change what the proxy does with new connections; open ones are cut
+    /// (held ones are let go).
+    pub fn set(&self, mode: Mode) {
+        self.mode.send_replace(mode);
         self.cut();
+    }
+
+    /// Go down: refuse new connections and cut the open ones.
+    pub fn go_down(&self) {
+        self.set(Mode::Refuse);
     }
 
     /// Forward new connections again.
     pub fn come_back(&self) {
-        self.down.store(false, Ordering::SeqCst);
+        self.mode.send_replace(Mode::Forward);
     }
 
     /// Send `bytes` to the client of the newest connection, between what
@@ -129,6 +161,7 @@ impl Proxy {
 
 impl Drop for Proxy {
     fn drop(&mut self) {
+        self.mode.send_replace(Mode::Refuse);
         self.accept.abort();
         self.cut();
     }

@@ -44,9 +44,11 @@
 //!   reads no slot of an unclean namespace: it retries the invalidation first
 //!   and reads the master without the cache while that fails. Only an
 //!   invalidation that started after the failure clears it.
-//! - the **flights**: master reads in progress, by slot and generation, so
-//!   that concurrent misses of one slot through any stack sharing the backend
-//!   make one master read; and a count of fills, so that a read that missed
+//! - the **flights**: master reads in progress, by slot and generation (and
+//!   the ticket's token, which a backend shared by processes sets to its own
+//!   generation, so that a read issued after another process's invalidation
+//!   never joins a flight started before it), so that concurrent misses of
+//!   one slot through any stack sharing the backend make one master read; and a count of fills, so that a read that missed
 //!   just before another read's fill landed serves that fill instead of
 //!   asking the master again.
 //!

@@ -50,6 +50,10 @@
 //!   the read finishes and fills the slot even if every waiter gave up. A
 //!   read that missed just before another read's fill landed serves that
 //!   fill instead of reading again.
+//!   Reads whose tickets carry different tokens (a backend shared by
+//!   processes records its own generation there: another process
+//!   invalidated in between) never share a flight. Across processes, a
+//!   shared backend provides its own coalescing (`RedisCache`: leases).
 //! - **Shared, immutable slots.** A hit hands out the stored `Arc`s; a page
 //!   already handed out never changes under its holder (a later fill stores
 //!   a new one).

@@ -9,7 +9,7 @@ use tracing::Instrument as _;
 use super::backend::{Cache, Peek};
 use super::cached::{CachedSlot, SlotKind, SlotValue};
 use super::error::{ReadAborted, SharedError};
-use super::flight::{Flight, FlightResult};
+use super::flight::{Flight, FlightKey, FlightResult};
 use super::future::ResponseFuture;
 use super::generations::{Namespace, Ticket};
 use super::legacy::LayerFenced;
@@ -366,7 +366,8 @@ impl Read {
         this.miss(inner).await
     }
 
-    /// Join the slot's flight at this generation, or start it.
+    /// Join the slot's flight at this generation (and backend token), or
+    /// start it.
     async fn miss<S>(self, inner: S) -> Result<Response, BoxError>
     where
         S: Service<Request, Response = Response> + Send + 'static,
@@ -375,7 +376,13 @@ impl Read {
     {
         let shared = self.shared.clone();
         shared.stats.miss();
-        let flight_key = (self.key.clone(), self.ticket.generation());
+        // The token too: a shared backend (Redis) records its own generation
+        // there, which invalidations in other processes move.
+        let flight_key = (
+            self.key.clone(),
+            self.ticket.generation(),
+            self.ticket.token(),
+        );
         let flight: Flight = {
             let mut flights = shared
                 .namespace
@@ -420,7 +427,7 @@ impl Read {
     }
 
     /// The master read and its fill (the flight's task).
-    async fn fetch_and_fill<S>(self, inner: S, flight_key: (String, u64)) -> FlightResult
+    async fn fetch_and_fill<S>(self, inner: S, flight_key: FlightKey) -> FlightResult
     where
         S: Service<Request, Response = Response> + Send + 'static,
         S::Error: Into<BoxError>,
