@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use moka::policy::EvictionPolicy;
+pub use moka::notification::RemovalCause;
+pub use moka::policy::EvictionPolicy;
 use vantage_core::{error, Result};
 use vantage_live_layers::cache::{split_key, Generations, Namespace, Peek, Ticket};
 use vantage_live_layers::{Cache, CachedRows, CachedSlot, SlotKind};
@@ -48,11 +49,57 @@ struct Inner {
     generations: Generations,
 }
 
-/// Builds a [`MemCache`]; every setting has a default.
-#[derive(Clone, Debug)]
+/// moka's builder for the slots of a [`MemCache`], as
+/// [`MemCacheBuilder::moka`] hands it over.
+pub type MokaBuilder =
+    moka::sync::CacheBuilder<SlotId, Arc<SlotEntry>, moka::sync::Cache<SlotId, Arc<SlotEntry>>>;
+
+/// A slot leaving a [`MemCache`], as an eviction listener sees it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Eviction<'a> {
+    /// The slot's key (`<escaped cache_key>/<slot>`, see
+    /// [`SlotKeys`](vantage_live_layers::SlotKeys)).
+    pub key: &'a str,
+    /// Why it left: `Size` (evicted to stay under the weight cap), `Expired`
+    /// (time to live or idle), `Replaced` (a fill stored a newer one),
+    /// `Explicit` (dropped by a row-level invalidation). A slot dropped with
+    /// its whole cache_key is not reported then: it becomes unreachable at
+    /// once and leaves later, evicted for `Size`.
+    pub cause: RemovalCause,
+}
+
+type Listener = Arc<dyn Fn(Eviction<'_>) + Send + Sync>;
+type Tune = Arc<dyn Fn(MokaBuilder) -> MokaBuilder + Send + Sync>;
+
+/// Builds a [`MemCache`] from moka's settings; every setting has a default.
+///
+/// The library keeps three things to itself: the key type, the weigher (an
+/// estimate of the heap the rows take, so [`max_weight`](Self::max_weight) is
+/// in bytes) and the invalidation fencing. Everything else is moka's, by
+/// name, or through [`MemCacheBuilder::moka`].
+///
+/// ```
+/// use std::time::Duration;
+/// use vantage_live::MemCache;
+///
+/// let cache = MemCache::builder()
+///     .max_weight(16 * 1024 * 1024)
+///     .time_to_idle(Duration::from_secs(300))
+///     .initial_capacity(1_000)
+///     .eviction_listener(|evicted| eprintln!("{} left: {:?}", evicted.key, evicted.cause))
+///     .build();
+/// # let _ = cache;
+/// ```
+#[derive(Clone)]
 pub struct MemCacheBuilder {
     max_weight: u64,
     time_to_live: Option<Duration>,
+    time_to_idle: Option<Duration>,
+    initial_capacity: Option<usize>,
+    policy: EvictionPolicy,
+    listener: Option<Listener>,
+    tune: Option<Tune>,
 }
 
 impl Default for MemCacheBuilder {
@@ -60,7 +107,26 @@ impl Default for MemCacheBuilder {
         Self {
             max_weight: DEFAULT_MAX_WEIGHT,
             time_to_live: None,
+            time_to_idle: None,
+            initial_capacity: None,
+            policy: EvictionPolicy::lru(),
+            listener: None,
+            tune: None,
         }
+    }
+}
+
+impl fmt::Debug for MemCacheBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemCacheBuilder")
+            .field("max_weight", &self.max_weight)
+            .field("time_to_live", &self.time_to_live)
+            .field("time_to_idle", &self.time_to_idle)
+            .field("initial_capacity", &self.initial_capacity)
+            .field("eviction_policy", &self.policy)
+            .field("eviction_listener", &self.listener.is_some())
+            .field("moka", &self.tune.is_some())
+            .finish()
     }
 }
 
@@ -78,6 +144,50 @@ impl MemCacheBuilder {
         self
     }
 
+    /// Expire every slot `tti` after it was last read or stored (default:
+    /// never).
+    pub fn time_to_idle(mut self, tti: Duration) -> Self {
+        self.time_to_idle = Some(tti);
+        self
+    }
+
+    /// Make room for `slots` slots up front.
+    pub fn initial_capacity(mut self, slots: usize) -> Self {
+        self.initial_capacity = Some(slots);
+        self
+    }
+
+    /// Which slots go first when the cache is full (default: least recently
+    /// used; moka's TinyLFU keeps frequently read slots instead).
+    pub fn eviction_policy(mut self, policy: EvictionPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Call `listener` for every slot that leaves the cache (see
+    /// [`Eviction`] for the causes). It runs on whichever thread moka does
+    /// its housekeeping on (a reader's or a writer's): keep it short and
+    /// never block in it.
+    pub fn eviction_listener(
+        mut self,
+        listener: impl Fn(Eviction<'_>) + Send + Sync + 'static,
+    ) -> Self {
+        self.listener = Some(Arc::new(listener));
+        self
+    }
+
+    /// Any other moka setting: `tune` gets moka's builder after the settings
+    /// above and returns it. The weigher is set after it (the library's), so
+    /// a weigher set here has no effect; `max_capacity` set here replaces
+    /// [`max_weight`](Self::max_weight) (in bytes).
+    pub fn moka(
+        mut self,
+        tune: impl Fn(MokaBuilder) -> MokaBuilder + Send + Sync + 'static,
+    ) -> Self {
+        self.tune = Some(Arc::new(tune));
+        self
+    }
+
     /// Build the cache.
     pub fn build(self) -> MemCache {
         MemCache {
@@ -90,16 +200,34 @@ impl MemCacheBuilder {
 
     /// The moka cache these settings describe.
     pub(crate) fn slots(&self) -> Slots {
-        let mut builder = moka::sync::Cache::builder()
+        let mut builder: MokaBuilder = moka::sync::Cache::builder()
             .max_capacity(self.max_weight)
-            .eviction_policy(EvictionPolicy::lru())
-            .weigher(|_: &SlotId, entry: &Arc<SlotEntry>| {
-                u32::try_from(weigh(entry)).unwrap_or(u32::MAX)
-            });
+            .eviction_policy(self.policy.clone());
         if let Some(ttl) = self.time_to_live {
             builder = builder.time_to_live(ttl);
         }
-        builder.build_with_hasher(foldhash::fast::RandomState::default())
+        if let Some(tti) = self.time_to_idle {
+            builder = builder.time_to_idle(tti);
+        }
+        if let Some(slots) = self.initial_capacity {
+            builder = builder.initial_capacity(slots);
+        }
+        if let Some(listener) = self.listener.clone() {
+            builder = builder.eviction_listener(move |_, entry: Arc<SlotEntry>, cause| {
+                listener(Eviction {
+                    key: entry.key(),
+                    cause,
+                })
+            });
+        }
+        if let Some(tune) = &self.tune {
+            builder = tune(builder);
+        }
+        builder
+            .weigher(|_: &SlotId, entry: &Arc<SlotEntry>| {
+                u32::try_from(weigh(entry)).unwrap_or(u32::MAX)
+            })
+            .build_with_hasher(foldhash::fast::RandomState::default())
     }
 }
 
@@ -115,7 +243,9 @@ impl MemCache {
         MemCacheBuilder::default().build()
     }
 
-    /// A builder to choose capacity and time to live.
+    /// A builder for moka's settings: capacity, time to live and to idle,
+    /// eviction policy and listener, and the rest through
+    /// [`MemCacheBuilder::moka`].
     pub fn builder() -> MemCacheBuilder {
         MemCacheBuilder::default()
     }

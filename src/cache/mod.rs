@@ -17,11 +17,14 @@ mod mem;
 mod redb;
 #[cfg(feature = "redis")]
 mod redis;
-mod slot_store;
+pub(crate) mod slot_store;
 #[cfg(feature = "redis")]
 mod tiered;
 
-pub use self::mem::{MemCache, MemCacheBuilder, DEFAULT_MAX_WEIGHT};
+pub use self::mem::{
+    Eviction, EvictionPolicy, MemCache, MemCacheBuilder, MokaBuilder, RemovalCause,
+    DEFAULT_MAX_WEIGHT,
+};
 pub use self::redb::{
     OpenCacheError, RedbCache, CHECKPOINT_INTERVAL, DEFAULT_FRONT_WEIGHT,
     FILE_NAME as REDB_FILE_NAME,
@@ -31,6 +34,7 @@ pub use self::redis::{
     RedisCache, RedisCacheBuilder, RedisCacheError, DEFAULT_KEY_PREFIX, DEFAULT_LEASE_TTL,
     DEFAULT_LEASE_WAIT, DEFAULT_OP_TIMEOUT, DEFAULT_REDIS_TTL,
 };
+pub use self::slot_store::{SlotEntry, SlotId};
 #[cfg(feature = "redis")]
 pub use self::tiered::{TieredCache, TieredCacheBuilder, DEFAULT_FRONT_TTL};
 pub use vantage_live_layers::cache::{

@@ -23,7 +23,8 @@ use vantage_live_layers::cache::{Namespace, Ticket};
 use vantage_live_layers::{CachedSlot, SlotValue, Value};
 use vantage_types::Record;
 
-/// What moka keys a slot by.
+/// What moka keys a slot by (opaque: its namespace, the namespace's epoch
+/// and a hash of the slot's key).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SlotId {
     namespace: u64,
@@ -31,12 +32,45 @@ pub struct SlotId {
     hash: u64,
 }
 
-/// What moka stores for a slot: its key (to tell hash collisions apart) and
-/// its value.
+/// What moka stores for a slot: its full key (to tell hash collisions apart,
+/// and to name it to an eviction listener) and its value.
 #[derive(Debug)]
 pub struct SlotEntry {
+    /// `<namespace>/<slot>`.
     key: Box<str>,
+    /// Where `<slot>` starts in `key`.
+    slot_at: usize,
     slot: CachedSlot,
+}
+
+impl SlotEntry {
+    fn new(namespace: &Namespace, slot: &str, value: CachedSlot) -> Self {
+        let mut key = String::with_capacity(namespace.name().len() + 1 + slot.len());
+        key.push_str(namespace.name());
+        key.push('/');
+        key.push_str(slot);
+        Self {
+            slot_at: namespace.name().len() + 1,
+            key: key.into_boxed_str(),
+            slot: value,
+        }
+    }
+
+    /// The slot's key, as [`SlotKeys`](vantage_live_layers::SlotKeys) writes
+    /// it: `<namespace>/<slot>`.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The slot within its namespace.
+    fn within(&self) -> &str {
+        &self.key[self.slot_at..]
+    }
+
+    /// What the slot holds.
+    pub fn slot(&self) -> &CachedSlot {
+        &self.slot
+    }
 }
 
 /// The moka cache under a slot store (hashing with foldhash: its keys are
@@ -74,7 +108,7 @@ impl SlotStore {
     pub(crate) fn get(&self, namespace: &Namespace, slot: &str) -> Option<CachedSlot> {
         let id = self.id(namespace, namespace.epoch(), slot);
         let entry = self.slots.get(&id)?;
-        (*entry.key == *slot).then(|| entry.slot.clone())
+        (entry.within() == slot).then(|| entry.slot.clone())
     }
 
     /// Store `value` under `slot` if `ticket` is still current: the check
@@ -92,10 +126,7 @@ impl SlotStore {
             return false;
         }
         let id = self.id(namespace, ticket.epoch(), slot);
-        let entry = Arc::new(SlotEntry {
-            key: slot.into(),
-            slot: value,
-        });
+        let entry = Arc::new(SlotEntry::new(namespace, slot, value));
         let mut stored = false;
         self.slots.entry(id).and_compute_with(|_| {
             if ticket.is_current(namespace) {
@@ -112,13 +143,8 @@ impl SlotStore {
     /// seed's `put`).
     pub(crate) fn put(&self, namespace: &Namespace, slot: &str, value: CachedSlot) {
         let id = self.id(namespace, namespace.epoch(), slot);
-        self.slots.insert(
-            id,
-            Arc::new(SlotEntry {
-                key: slot.into(),
-                slot: value,
-            }),
-        );
+        self.slots
+            .insert(id, Arc::new(SlotEntry::new(namespace, slot, value)));
     }
 }
 
