@@ -67,8 +67,8 @@ use ciborium::Value as Cbor;
 use clap::Parser;
 use indexmap::IndexMap;
 use vantage_dataset::prelude::{ReadableValueSet, WritableValueSet};
-use vantage_live::cache::SlotKeys;
 use vantage_live::outbox::{FlushOutcome, OutboxLayer, OutboxOp, Settled, Verdict};
+use vantage_live::CacheGroup;
 use vantage_live::{Cache, LiveTable, MemCache, NoCache, RedbCache, RedisCache, SurrealLiveStream};
 use vantage_sql::condition::{PostgresCondition, SqliteCondition};
 use vantage_sql::postgres::operation::PostgresOperation;
@@ -625,10 +625,17 @@ async fn listening(live: LiveTable) -> LiveTable {
 
 /// After a write, drop every cached view of the entity, not only the one the
 /// write went through: conditioned views and views reached by `ref` have
-/// keys of their own.
+/// cache_keys of their own (`name?...`). The group goes through the cache's
+/// fence, as the write did, and finds views cached by earlier runs.
 async fn invalidate_entity(cache: &Arc<dyn Cache>, name: &str) {
-    let _ = cache.invalidate_prefix(SlotKeys::new(name).prefix()).await;
-    let _ = cache.invalidate_prefix(&format!("{name}?")).await;
+    let views = CacheGroup::new(cache.clone())
+        .with_cache_key(name)
+        .with_cache_keys_starting_with(format!("{name}?"));
+    if let Err(e) = views.invalidate().await {
+        // The write stands; in this run, the views that failed to drop
+        // read the master until a later invalidation succeeds.
+        eprintln!("warning: could not drop the cached views of {name}: {e}");
+    }
 }
 
 /// The master database.

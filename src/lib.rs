@@ -160,7 +160,7 @@ pub use vantage_live_layers::error::into_vantage_error;
 pub use vantage_live_layers::outbox;
 pub use vantage_live_layers::write_queue::error::{QueueClosed, WritePanicked};
 pub use vantage_live_layers::{
-    CacheLayer, CacheService, Request, Response, Rows, TableService, View, WriteQueue,
+    CacheGroup, CacheLayer, CacheService, Request, Response, Rows, TableService, View, WriteQueue,
     WriteQueueLayer, WriteRequest,
 };
 pub use vantage_live_layers::{EventStats, EventStatus, InvalidateOnEventLayer};

@@ -91,6 +91,36 @@ async fn redb_persists_across_close_and_reopen() {
     }
 }
 
+/// A group drop after a restart finds the cache_keys an earlier run cached
+/// (this run never used them) in the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_drop_finds_cache_keys_an_earlier_run_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let member = SlotKeys::new("clients?name=Ada").list(&View::new());
+    let other = SlotKeys::new("clients").list(&View::new());
+    {
+        let cache = RedbCache::open(dir.path()).unwrap();
+        fill(&cache, &member, slot_for(&member, "earlier run")).await;
+        fill(&cache, &other, slot_for(&other, "earlier run")).await;
+    }
+    {
+        let cache = RedbCache::open(dir.path()).unwrap();
+        cache
+            .invalidate_cache_keys_starting_with("clients?")
+            .await
+            .unwrap();
+    }
+    let cache = RedbCache::open(dir.path()).unwrap();
+    assert!(
+        lookup(&cache, &member).await.is_none(),
+        "the member came back"
+    );
+    assert!(
+        lookup(&cache, &other).await.is_some(),
+        "a non-member was dropped"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redb_garbage_file_is_corrupt_and_names_the_folder() {
     let dir = tempfile::tempdir().unwrap();

@@ -200,6 +200,7 @@ contract!(
     clones_share_slots_and_invalidation_state,
     the_seed_shape_of_each_slot,
     says_whether_it_stores,
+    cache_key_groups_drop_together,
 );
 
 // ── helpers ───────────────────────────────────────────────────────────────
@@ -767,4 +768,56 @@ async fn the_seed_shape_of_each_slot(b: Backend) {
 /// backend that answers `false`.
 async fn says_whether_it_stores(b: Backend) {
     assert_eq!(b.cache.stores(), b.stores, "{}: Cache::stores", b.name);
+}
+
+/// `invalidate_cache_keys_starting_with` drops every cache_key starting with
+/// the prefix (as given, before escaping), whole, and no other; fills of
+/// what it dropped that started before it are fenced, through a clone too.
+async fn cache_key_groups_drop_together(b: Backend) {
+    let members = ["grp?a=1", "grp?@x>y&b=/2", "grp?"];
+    let others = ["grp", "grpX", "gr", "other?grp?"];
+    let view = View::new();
+    for key in members.iter().chain(&others) {
+        let slot = SlotKeys::new(*key).list(&view);
+        fill(&b, &slot, &slot_for(&slot, key)).await;
+    }
+    // A read of a member that missed before the group drop, fetching now.
+    let late = SlotKeys::new("grp?late").id(&view, "1");
+    let late_ns = namespace(&*b.cache, &late);
+    let ticket = ticket_for(&*b.cache, &late_ns, &late).await;
+
+    let clone = (b.clone)();
+    clone
+        .invalidate_cache_keys_starting_with("grp?")
+        .await
+        .unwrap_or_else(|e| panic!("{}: group drop: {e}", b.name));
+
+    for key in members {
+        expect_slot(&b, &SlotKeys::new(key).list(&view), None).await;
+    }
+    for key in others {
+        let slot = SlotKeys::new(key).list(&view);
+        let kept = slot_for(&slot, key);
+        expect_slot(&b, &slot, Some(&kept)).await;
+    }
+    let stored = b
+        .cache
+        .fill(&late, &late_ns, ticket, slot_for(&late, "stale"))
+        .await
+        .unwrap();
+    assert!(
+        !stored,
+        "{}: a fill from before the group drop landed",
+        b.name
+    );
+    expect_slot(&b, &late, None).await;
+
+    // `""` drops every cache_key.
+    b.cache
+        .invalidate_cache_keys_starting_with("")
+        .await
+        .unwrap();
+    for key in others {
+        expect_slot(&b, &SlotKeys::new(key).list(&view), None).await;
+    }
 }

@@ -211,6 +211,58 @@ fn conditions_cache_apart() {
     assert!(run.stderr.contains("cache_key=\"product?name=Brioche\""));
 }
 
+/// A write drops the entity's conditioned and related views too, those
+/// cached on disk by an earlier run included: the next run does not serve
+/// them stale.
+#[test]
+fn a_write_drops_every_cached_view_of_the_entity() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let cache = cache.to_str().unwrap();
+    let on_disk = |args: &[&str]| cli(dir.path(), &[&["--cache", cache, "--debug"], args].concat());
+    let views: [&[&str]; 2] = [
+        &["product", "name=Brioche", "list"],
+        &[
+            "bakery",
+            "id=rye_and_co",
+            "ref",
+            "products",
+            "name=Brioche",
+            "list",
+        ],
+    ];
+    for view in views {
+        let run = on_disk(view);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(found(&run), vec![1], "{view:?} before the delete");
+        // Cached on disk: the next run hits (the ref's bakery, then the view).
+        let run = on_disk(view);
+        assert!(
+            outcomes(&run).iter().all(|o| o == "hit"),
+            "{view:?}: {}",
+            run.stderr
+        );
+    }
+    let run = on_disk(&["product", "delete", "p02_brioche"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for view in views {
+        let run = on_disk(view);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        assert_eq!(
+            found(&run),
+            vec![0],
+            "{view:?} after the delete: {}",
+            run.stdout
+        );
+        assert_eq!(
+            outcomes(&run).last().map(String::as_str),
+            Some("populated"),
+            "{view:?}: {}",
+            run.stderr
+        );
+    }
+}
+
 #[test]
 fn typed_conditions_and_get_as_json() {
     let dir = tempfile::tempdir().unwrap();

@@ -87,6 +87,45 @@ async fn fills_are_fenced_across_instances() {
     assert_eq!(a.get(&key).await.unwrap(), None);
 }
 
+/// A group drop in one "process" drops the cache_keys only another process
+/// used (found in Redis), and fences that process's fills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_drop_reaches_cache_keys_only_another_instance_used() {
+    let space = space!("group");
+    let (a, b) = (space.cache().await, space.cache().await);
+    let member = SlotKeys::new("clients?@bakery>clients");
+    let other = SlotKeys::new("clients");
+    let (member_key, other_key) = (member.list(&View::new()), other.list(&View::new()));
+    let (ns_member, ns_other) = (ns(&a, &member), ns(&a, &other));
+    let mut stale = None;
+    for (key, ns) in [(&member_key, &ns_member), (&other_key, &ns_other)] {
+        let ticket = looked_up(&a, ns, key).await;
+        assert!(a.fill(key, ns, ticket, slot_for(key, "a")).await.unwrap());
+        stale.get_or_insert(ticket);
+    }
+    // The member's ticket, from before the group drop.
+    let stale = stale.expect("taken");
+
+    b.invalidate_cache_keys_starting_with("clients?")
+        .await
+        .unwrap();
+    assert_eq!(a.get(&member_key).await.unwrap(), None, "the member stayed");
+    assert!(
+        a.get(&other_key).await.unwrap().is_some(),
+        "a non-member went"
+    );
+    let stored = a
+        .fill(
+            &member_key,
+            &ns_member,
+            stale,
+            slot_for(&member_key, "stale"),
+        )
+        .await
+        .unwrap();
+    assert!(!stored, "a fill from before B's group drop landed");
+}
+
 /// Writes through one LiveTable are seen by the next read of a LiveTable in
 /// another "process" (RedisCache alone: no fan-out needed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -53,8 +53,8 @@ pub mod trace;
 pub mod write_queue;
 
 pub use cache::{
-    Cache, CacheLayer, CacheService, CachedRows, CachedSlot, Generations, Invalidator, NoCache,
-    SlotKeys, SlotKind, SlotValue,
+    Cache, CacheGroup, CacheLayer, CacheService, CachedRows, CachedSlot, Generations, Invalidator,
+    NoCache, SlotKeys, SlotKind, SlotValue,
 };
 pub use invalidate_on_event::{EventStats, EventStatus, InvalidateOnEvent, InvalidateOnEventLayer};
 pub use live_stream::{LiveEvent, LiveStream, ManualLiveStream};

@@ -176,6 +176,13 @@ impl Cache for TieredCache {
         self.back.invalidate_prefix(prefix).await
     }
 
+    /// Tier 2's, as for [`invalidate_prefix`](Cache::invalidate_prefix).
+    async fn invalidate_cache_keys_starting_with(&self, cache_key_prefix: &str) -> Result<()> {
+        self.back
+            .invalidate_cache_keys_starting_with(cache_key_prefix)
+            .await
+    }
+
     fn generations(&self) -> Option<&Generations> {
         Some(self.back.generations_ref())
     }

@@ -7,6 +7,7 @@ use vantage_core::{error, Result};
 
 use super::cached::{CachedRows, CachedSlot, SlotKind};
 use super::generations::{Generations, Namespace, Ticket};
+use super::slot::escape;
 
 /// What [`Cache::peek`] found without waiting.
 #[derive(Clone, Debug, PartialEq)]
@@ -71,6 +72,43 @@ pub trait Cache: Send + Sync {
     /// covers). A backend that owns [`Generations`] moves them before it
     /// drops anything (see [`Generations::start_drop`]).
     async fn invalidate_prefix(&self, prefix: &str) -> Result<()>;
+
+    /// Drop every cache_key that starts with `cache_key_prefix`, whole,
+    /// through the same fence as [`invalidate_prefix`](Cache::invalidate_prefix):
+    /// the generation of each one moves before anything is dropped, so no
+    /// fill that started before this call lands after it, and a failure
+    /// leaves them unclean. This is how a group of cache_keys (an entity's
+    /// own and those of its conditioned or related views, e.g. `"clients"`
+    /// and every `"clients?..."`) is dropped at once: see
+    /// [`CacheGroup`](super::CacheGroup).
+    ///
+    /// `""` drops every cache_key. The match is on the cache_key as given
+    /// (before escaping), character by character: `"clients"` also covers
+    /// `"clients_archive"`.
+    ///
+    /// The default suits a backend whose slots live in this process's
+    /// memory: it drops, one by one, the cache_keys its
+    /// [`generations`](Cache::generations) have seen. A backend whose store
+    /// outlives the process or is shared by processes overrides it to drop
+    /// what the store holds too (`RedbCache` and `RedisCache` do). For a
+    /// backend that owns no generations, the default hands the escaped prefix
+    /// to `invalidate_prefix`, whose seed meaning is "every key starting with
+    /// it".
+    async fn invalidate_cache_keys_starting_with(&self, cache_key_prefix: &str) -> Result<()> {
+        let namespace_prefix = escape(cache_key_prefix);
+        let Some(generations) = self.generations() else {
+            return self.invalidate_prefix(&namespace_prefix).await;
+        };
+        let mut outcome = Ok(());
+        for name in generations.names_starting_with(&namespace_prefix) {
+            // Every one is tried; the first failure is returned.
+            let dropped = self.invalidate_prefix(&format!("{name}/")).await;
+            if outcome.is_ok() {
+                outcome = dropped;
+            }
+        }
+        outcome
+    }
 
     /// The invalidation state this backend owns, shared by all its clones.
     ///

@@ -137,6 +137,43 @@ impl Generations {
         }
     }
 
+    /// The names of the namespaces ever used whose name starts with
+    /// `namespace_prefix`.
+    pub fn names_starting_with(&self, namespace_prefix: &str) -> Vec<String> {
+        self.namespaces
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .filter(|name| name.starts_with(namespace_prefix))
+            .map(|name| name.to_string())
+            .collect()
+    }
+
+    /// Start an invalidation of every namespace ever used whose name starts
+    /// with `namespace_prefix`, whole (see
+    /// [`Cache::invalidate_cache_keys_starting_with`](super::Cache::invalidate_cache_keys_starting_with)):
+    /// moves their generations and epochs *now*, before the backend drops
+    /// anything. Settle it with [`DropGuard::finish`].
+    pub fn start_group_drop(&self, namespace_prefix: &str) -> DropGuard {
+        let names = self.names_starting_with(namespace_prefix);
+        let started = names
+            .iter()
+            .filter_map(|name| self.get(name))
+            .map(|ns| {
+                let generation = ns.start_drop(true);
+                (ns, generation)
+            })
+            .collect();
+        DropGuard {
+            started,
+            prefix: Prefix {
+                namespaces: Some(names),
+                scope: Scope::Whole,
+            },
+            whole: true,
+        }
+    }
+
     /// Start a raw invalidation of `prefix` (see [`Generations::resolve`]):
     /// moves the generation of every namespace it touches *now*, before the
     /// backend drops anything, and the epoch of those it drops whole. A

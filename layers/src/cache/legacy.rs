@@ -10,6 +10,7 @@ use vantage_core::Result;
 use super::backend::{Cache, Peek};
 use super::cached::{CachedRows, CachedSlot};
 use super::generations::{Generations, Namespace, Ticket};
+use super::slot::escape;
 
 /// A backend without [`Generations`] of its own, given some by one cache
 /// layer. Only that layer's stacks see them: see the module docs of
@@ -47,6 +48,17 @@ impl Cache for LayerFenced {
     async fn invalidate_prefix(&self, prefix: &str) -> Result<()> {
         let drop = self.generations.start_drop(prefix, true);
         let outcome = self.inner.invalidate_prefix(prefix).await;
+        drop.finish(&outcome);
+        outcome
+    }
+
+    /// Moves this layer's generations of the matching cache_keys, then hands
+    /// the escaped prefix to the backend (the seed's "every key starting
+    /// with it").
+    async fn invalidate_cache_keys_starting_with(&self, cache_key_prefix: &str) -> Result<()> {
+        let namespace_prefix = escape(cache_key_prefix);
+        let drop = self.generations.start_group_drop(&namespace_prefix);
+        let outcome = self.inner.invalidate_prefix(&namespace_prefix).await;
         drop.finish(&outcome);
         outcome
     }

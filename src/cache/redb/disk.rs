@@ -113,6 +113,21 @@ impl Disk {
             .collect()
     }
 
+    /// The namespaces starting with `namespace_prefix` of which a table may
+    /// exist (tables written by an earlier run included), read as
+    /// [`Disk::holding`] is.
+    pub(super) fn holding_starting_with(&self, namespace_prefix: &str) -> Vec<String> {
+        self.tables
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|(namespace, flag)| {
+                namespace.starts_with(namespace_prefix) && flag.load(Ordering::SeqCst)
+            })
+            .map(|(namespace, _)| namespace.to_string())
+            .collect()
+    }
+
     fn table_flag(&self, namespace: &str) -> Arc<AtomicBool> {
         if let Some(flag) = self
             .tables

@@ -11,7 +11,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redb::Database;
 use vantage_core::{error, Result};
-use vantage_live_layers::cache::{split_key, Generations, Namespace, Peek, Prefix, Scope, Ticket};
+use vantage_live_layers::cache::{
+    split_key, Generations, Namespace, Peek, Prefix, Scope, SlotKeys, Ticket,
+};
 use vantage_live_layers::{Cache, CachedRows, CachedSlot};
 
 use self::disk::{Disk, Doomed};
@@ -235,6 +237,28 @@ impl Cache for RedbCache {
                         Scope::Within(within) => Doomed::Prefix(within),
                     };
                     disk.drop_slots(namespace, doomed)?;
+                }
+                Ok(())
+            })
+            .await
+        };
+        drop.finish(&outcome);
+        outcome
+    }
+
+    /// Moves the generations (and the front's epochs) of the matching
+    /// cache_keys this process used, then drops every matching table the
+    /// file holds, those an earlier run wrote included.
+    async fn invalidate_cache_keys_starting_with(&self, cache_key_prefix: &str) -> Result<()> {
+        let namespace_prefix = SlotKeys::new(cache_key_prefix).namespace().to_owned();
+        let drop = self.inner.generations.start_group_drop(&namespace_prefix);
+        let on_disk = self.inner.disk.holding_starting_with(&namespace_prefix);
+        let outcome = if on_disk.is_empty() {
+            Ok(())
+        } else {
+            self.blocking(move |disk| {
+                for namespace in &on_disk {
+                    disk.drop_slots(namespace, Doomed::Table)?;
                 }
                 Ok(())
             })

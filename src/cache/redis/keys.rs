@@ -54,15 +54,34 @@ pub(crate) fn slot_keys(prefix: &str, namespace: &str, slot: &str) -> SlotRedisK
 
 /// A `SCAN MATCH` pattern for every generation key under `prefix`.
 pub(crate) fn all_generations_pattern(prefix: &str) -> String {
-    let mut pattern = String::with_capacity(prefix.len() + 8);
-    for c in prefix.chars() {
+    group_generations_pattern(prefix, "")
+}
+
+/// A `SCAN MATCH` pattern for the generation keys under `prefix` of every
+/// namespace starting with `namespace_prefix`.
+pub(crate) fn group_generations_pattern(prefix: &str, namespace_prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + namespace_prefix.len() + 16);
+    push_glob_escaped(&mut pattern, prefix);
+    pattern.push_str(":{n:");
+    for c in namespace_prefix.chars() {
+        match c {
+            '{' => pattern.push_str("%7B"),
+            '}' => pattern.push_str("%7D"),
+            c => push_glob_escaped(&mut pattern, c.encode_utf8(&mut [0; 4])),
+        }
+    }
+    pattern.push_str("*}:g");
+    pattern
+}
+
+/// `text` with the glob characters of `SCAN MATCH` escaped.
+fn push_glob_escaped(pattern: &mut String, text: &str) {
+    for c in text.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\') {
             pattern.push('\\');
         }
         pattern.push(c);
     }
-    pattern.push_str(":{n:*}:g");
-    pattern
 }
 
 /// The Redis Cluster hash tag of a key: the text between the first `{` and

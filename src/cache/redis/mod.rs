@@ -16,11 +16,15 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisResult, Value as RedisValue};
 use tokio::time::Instant;
 use vantage_core::{error, Result, VantageError};
-use vantage_live_layers::cache::{split_key, Generations, Namespace, Peek, Prefix, Ticket};
+use vantage_live_layers::cache::{
+    split_key, Generations, Namespace, Peek, Prefix, Scope, SlotKeys, Ticket,
+};
 use vantage_live_layers::{Cache, CachedRows, CachedSlot};
 
 pub use self::error::RedisCacheError;
-use self::keys::{all_generations_pattern, generation_key, slot_keys, SlotRedisKeys};
+use self::keys::{
+    all_generations_pattern, generation_key, group_generations_pattern, slot_keys, SlotRedisKeys,
+};
 use self::scripts::Scripts;
 use super::mem::typed;
 use crate::redact::{redact_url, scrub, secrets_of};
@@ -526,13 +530,18 @@ impl RedisCache {
     /// Move every generation under the key prefix (a raw prefix of `""`).
     async fn bump_all(&self) -> Result<()> {
         let pattern = all_generations_pattern(&self.inner.settings.key_prefix);
+        self.bump_matching(&pattern).await
+    }
+
+    /// Move every generation whose key matches `pattern` (`SCAN MATCH`).
+    async fn bump_matching(&self, pattern: &str) -> Result<()> {
         let mut cursor: u64 = 0;
         loop {
             let mut conn = self.inner.conn.clone();
             let mut cmd = redis::cmd("SCAN");
             cmd.arg(cursor)
                 .arg("MATCH")
-                .arg(&pattern)
+                .arg(pattern)
                 .arg("COUNT")
                 .arg(500);
             let (next, keys): (u64, Vec<String>) =
@@ -696,6 +705,31 @@ impl Cache for RedisCache {
         let outcome = self.bump_prefix(&parsed).await;
         drop.finish(&outcome);
         self.settle(&parsed, outcome.is_ok());
+        outcome
+    }
+
+    /// Moves this process's generations of the matching cache_keys first,
+    /// then the generation in Redis of every matching cache_key found there
+    /// (those only other processes used included), then settles. A failure
+    /// is retried in the background as a drop of every cache_key (a cache
+    /// may drop more than asked).
+    async fn invalidate_cache_keys_starting_with(&self, cache_key_prefix: &str) -> Result<()> {
+        let namespace_prefix = SlotKeys::new(cache_key_prefix).namespace().to_owned();
+        let drop = self.inner.generations.start_group_drop(&namespace_prefix);
+        let pattern = group_generations_pattern(&self.inner.settings.key_prefix, &namespace_prefix);
+        let outcome = self.bump_matching(&pattern).await;
+        let known = drop.prefix().clone();
+        drop.finish(&outcome);
+        match &outcome {
+            Ok(()) => self.settle(&known, true),
+            Err(_) => self.settle(
+                &Prefix {
+                    namespaces: None,
+                    scope: Scope::Whole,
+                },
+                false,
+            ),
+        }
         outcome
     }
 
