@@ -156,6 +156,7 @@ fn main() {
         let a = process(false).await;
         let b = process(true).await;
         let mut status = b.live_stream_status().unwrap();
+        b.start_live_stream();
         status
             .wait_for(|s| s.subscribed && s.events >= 1)
             .await

@@ -708,6 +708,8 @@ async fn surreal_live_over(master: &common::Master, url: &str) -> (LiveTable, Ev
     let live = LiveTable::new(master.table.clone(), "products", Arc::new(MemCache::new()))
         .with_live_stream(Arc::new(source));
     let mut status = live.live_stream_status().unwrap();
+    // Tasks start on first use; start it without a read.
+    live.start_live_stream();
     // The stream's first event says the live query runs.
     wait(&mut status, "LIVE SELECT", |s| s.events >= 1).await;
     (live, status)

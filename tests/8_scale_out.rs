@@ -177,6 +177,7 @@ async fn child(job: Job) {
             if let Some(bus) = &bus {
                 live = live.with_live_stream(Arc::new(bus.live_stream(CACHE_KEY)));
                 let mut status = live.live_stream_status().unwrap();
+                live.start_live_stream();
                 status.wait_for(|s| s.subscribed && s.events >= 1).await;
             }
             say("ready".into());
@@ -520,6 +521,7 @@ async fn process(
         .with_publisher(Arc::new(bus.publisher()))
         .with_live_stream(Arc::new(bus.live_stream(CACHE_KEY).skip_own_messages()));
     let mut status = live.live_stream_status().unwrap();
+    live.start_live_stream();
     status.wait_for(|s| s.subscribed && s.events >= 1).await;
     (live, cache)
 }
@@ -718,6 +720,7 @@ async fn a_reconnecting_jetstream_listener_replays_and_keeps_tier_one() {
     let b = LiveTable::new(master.table.clone(), CACHE_KEY, Arc::new(b_cache.clone()))
         .with_live_stream(Arc::new(listener.clone()));
     let mut status = b.live_stream_status().unwrap();
+    b.start_live_stream();
     status
         .wait_for(|s| s.subscribed && s.events >= 1)
         .await

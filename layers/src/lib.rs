@@ -40,6 +40,7 @@
 #![forbid(unsafe_code)]
 
 mod backoff;
+pub mod bench;
 pub mod cache;
 pub mod error;
 pub mod invalidate_on_event;

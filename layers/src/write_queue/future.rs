@@ -57,6 +57,10 @@ pin_project! {
             reply: oneshot::Receiver<Outcome>,
             op: &'static str,
         },
+        // The queue refused the write when it was called.
+        Failed {
+            error: Option<BoxError>,
+        },
     }
 }
 
@@ -70,17 +74,65 @@ where
         }
     }
 
-    pub(crate) fn write(queue: Arc<Queue>, init: Option<S>, request: Request) -> Self {
-        Self {
-            state: State::Enqueue {
+    /// A write, entering the queue now if there is room (so writes called
+    /// one after another enter in the order they were called, whenever their
+    /// futures are first polled), or else waiting for room in its future.
+    /// Outside a tokio runtime nothing can start yet: the write enters on
+    /// its first poll.
+    pub(crate) fn write(queue: Arc<Queue>, mut init: Option<S>, request: Request) -> Self
+    where
+        S: Service<Request, Response = Response> + Clone + Send + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+    {
+        let op = request.op();
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Self {
+                state: State::Enqueue {
+                    queue,
+                    init,
+                    buffer: None,
+                    op,
+                    request: Some(request),
+                },
+            };
+        }
+        let mut buffer = queue.buffer(&mut init).clone();
+        // Reserve a place without a waker: a full queue registers this write
+        // in the buffer's fair semaphore, so it keeps its turn.
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let state = match buffer.poll_ready(&mut cx) {
+            Poll::Ready(Ok(())) => enqueue(&mut buffer, request, op),
+            Poll::Ready(Err(e)) => State::Failed {
+                error: Some(error::from_buffer(op, e)),
+            },
+            Poll::Pending => State::Enqueue {
                 queue,
-                init,
-                buffer: None,
-                op: request.op(),
+                init: None,
+                buffer: Some(buffer),
+                op,
                 request: Some(request),
             },
-        }
+        };
+        Self { state }
     }
+}
+
+/// Hand a write to a ready buffer. Accepted: from here on the write does not
+/// depend on the caller's future. A task owns the buffer's reply channel (so
+/// the worker never skips the write as abandoned) and forwards the outcome,
+/// if anyone still listens.
+fn enqueue<S>(buffer: &mut WriteBuffer, request: Request, op: &'static str) -> State<S>
+where
+    S: Service<Request>,
+{
+    tracing::debug!(op, id = request_id(&request), "write queued");
+    let applied = buffer.call(request);
+    let (tx, reply) = oneshot::channel();
+    tokio::spawn(async move {
+        let _ = tx.send(applied.await);
+    });
+    State::Wait { reply, op }
 }
 
 impl<S> Future for ResponseFuture<S>
@@ -111,17 +163,11 @@ where
                         return Poll::Ready(Err(error::from_buffer(op, e)));
                     }
                     let request = request.take().expect("polled after the write was queued");
-                    tracing::debug!(op, id = request_id(&request), "write queued");
-                    let applied = buffer.call(request);
-                    // Accepted. From here on the write does not depend on
-                    // this future: a task owns the buffer's reply channel (so
-                    // the worker never skips the write as abandoned) and
-                    // forwards the outcome, if anyone still listens.
-                    let (tx, reply) = oneshot::channel();
-                    tokio::spawn(async move {
-                        let _ = tx.send(applied.await);
-                    });
-                    this.state.set(State::Wait { reply, op });
+                    let queued = enqueue(buffer, request, op);
+                    this.state.set(queued);
+                }
+                StateProj::Failed { error } => {
+                    return Poll::Ready(Err(error.take().expect("polled after completion")));
                 }
                 StateProj::Wait { reply, op } => {
                     return Poll::Ready(match ready!(Pin::new(reply).poll(cx)) {
@@ -153,6 +199,7 @@ where
             State::Read { .. } => "read",
             State::Enqueue { .. } => "waiting for room in the queue",
             State::Wait { .. } => "queued",
+            State::Failed { .. } => "refused",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)

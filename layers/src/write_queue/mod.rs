@@ -15,14 +15,17 @@
 //!
 //! # Guarantees
 //!
-//! - **One at a time, first in first out.** A write enters the queue the
-//!   first time its future is polled while the queue has room. Writes are
-//!   applied in the order they entered, each only after the previous one has
-//!   finished: its whole inner future, including a cache layer's
-//!   invalidation, has completed. Clones of one `WriteQueue` share the queue.
-//!   Writes started concurrently enter in whatever order their futures get
-//!   polled; to fix the order of two writes, await the first before starting
-//!   the second.
+//! - **One at a time, first in first out.** A write takes its place in the
+//!   queue when [`WriteQueue::call`] is called: it enters at once if the
+//!   queue has room, or else waits for room in the queue's fair (first come,
+//!   first served) semaphore. Writes are applied in the order they were
+//!   called, each only after the previous one has finished: its whole inner
+//!   future, including a cache layer's invalidation, has completed. The order
+//!   does not depend on when (or on which task) the returned futures are
+//!   polled, so `ready().await; tokio::spawn(queue.call(write))` in a loop
+//!   keeps its order. Clones of one `WriteQueue` share the queue. (Called
+//!   outside a tokio runtime, a write takes its place on its first poll
+//!   instead: the queue's worker cannot start before there is a runtime.)
 //! - **Detached completion.** Once a write has entered the queue it is
 //!   applied even if its caller drops the future (a UI that navigates away,
 //!   a `tokio::time::timeout`). Fire-and-forget callers can still
@@ -33,7 +36,11 @@
 //!   directly and never touches the queue, so a long or full queue does not
 //!   hold it up. [`WriteQueue`]'s readiness is the inner service's (a
 //!   concurrency-limited inner service shows through it); a full queue does
-//!   not make it pending.
+//!   not make it pending: a write that finds the queue full waits inside its
+//!   future. A write gives back the readiness `poll_ready` reserved on the
+//!   inner service before it goes to the queue, so a caller that holds one
+//!   handle never keeps, say, a concurrency limit's permit that the queue's
+//!   worker needs.
 //!
 //! ## How a dropped caller's write is kept alive
 //!
@@ -42,7 +49,8 @@
 //! inside the response future the caller holds. So:
 //!
 //! 1. When a write enters the queue (`Buffer::poll_ready`, then
-//!    `Buffer::call`, in the same poll), the caller's future spawns a small
+//!    `Buffer::call`, in `WriteQueue::call` or in the poll that found room),
+//!    a small
 //!    forwarding task that owns the buffer's response future. The buffer's
 //!    reply channel therefore stays open until the write is done, and the
 //!    worker never sees the write as abandoned. The forwarding task passes
@@ -69,9 +77,9 @@
 //!   gets a `VantageError` whose source is
 //!   [`WritePanicked`](error::WritePanicked) (with the panic message). Later
 //!   writes go on. Whether the panicking write reached the target is unknown.
-//! - **The queue is full**: the caller waits for room (back-pressure); it is
-//!   not turned away. Until it has entered, dropping its future withdraws the
-//!   write.
+//! - **The queue is full**: the caller waits for room (back-pressure), in
+//!   call order; it is not turned away. Until it has entered, dropping its
+//!   future withdraws the write.
 //! - **Every clone of the `WriteQueue` is dropped**: writes already accepted
 //!   are still applied, in order; then the worker ends.
 //! - **The tokio runtime shuts down**: the queue's worker and its tasks run

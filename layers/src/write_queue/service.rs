@@ -124,8 +124,16 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    /// A read is called on the inner service this readiness was reserved on.
+    /// A write goes to the queue's worker, which waits for its own
+    /// readiness; the reservation made by `poll_ready` is given back first
+    /// (the ready inner service is swapped for a fresh clone and dropped),
+    /// so that a concurrency limit's permit, say, is not held by a caller
+    /// while the worker waits for it.
     fn call(&mut self, request: Request) -> Self::Future {
         if request.is_write() {
+            let fresh = self.inner.clone();
+            drop(std::mem::replace(&mut self.inner, fresh));
             let init = match self.queue.buffer.get() {
                 Some(_) => None,
                 None => Some(self.inner.clone()),
