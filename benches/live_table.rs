@@ -1,5 +1,6 @@
 //! Criterion benchmarks: hits against the floor, plain reads against the
-//! master, each layer's cost, cache size, inserts (and a list-then-save
+//! master, each layer's cost (in depth, and alone over the instant service
+//! of `vantage_live_layers::bench`), cache size, inserts (and a list-then-save
 //! loop), and concurrent cold reads, for this crate and for its predecessor (`vantage-live` 0.4.8).
 //!
 //! ```text
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use support::per_layer;
 use support::{
     insert_one, list_then_update, list_through, row_id, Depths, Floor, Master, Remote, Target,
     CACHE_KEY, SIZES,
@@ -146,6 +148,70 @@ fn layers(c: &mut Criterion) {
         b.to_async(&rt).iter(|| pred.list_values())
     });
     g.finish();
+}
+
+/// Time `iters` calls through `service` as tower's callers make them.
+fn time_calls<S>(
+    rt: &tokio::runtime::Runtime,
+    service: &mut S,
+    iters: u64,
+    request: fn() -> vantage_live::Request,
+) -> Duration
+where
+    S: tower::Service<vantage_live::Request>,
+    S::Error: std::fmt::Debug,
+{
+    rt.block_on(async {
+        let start = Instant::now();
+        for _ in 0..iters {
+            per_layer::call(service, request()).await;
+        }
+        start.elapsed()
+    })
+}
+
+/// The per-layer table: each layer alone over the instant service, the
+/// assembled stack and a `LiveTable` over it, on a hit and on a write, at
+/// 1, 100 and 1,000 rows (`per_layer/{hit,write}/{rows}/{stack}`).
+fn per_layer(c: &mut Criterion) {
+    use per_layer::{read, write, PerLayer};
+    let rt = support::runtime();
+    let metadata = rt.block_on(Master::with_rows(1));
+    for (path, request) in [("hit", read as fn() -> _), ("write", write as fn() -> _)] {
+        for rows in [1, 100, 1_000] {
+            let mut st = rt.block_on(PerLayer::new(rows, &metadata.table));
+            let mut g = c.benchmark_group(format!("per_layer/{path}/{rows}"));
+            g.bench_function("instant", |b| {
+                b.iter_custom(|n| time_calls(&rt, &mut st.instant, n, request))
+            });
+            g.bench_function("cache", |b| {
+                b.iter_custom(|n| time_calls(&rt, &mut st.cache, n, request))
+            });
+            g.bench_function("write_queue", |b| {
+                b.iter_custom(|n| time_calls(&rt, &mut st.queue, n, request))
+            });
+            g.bench_function("invalidate_on_event", |b| {
+                b.iter_custom(|n| time_calls(&rt, &mut st.events, n, request))
+            });
+            g.bench_function("tracing", |b| {
+                b.iter_custom(|n| time_calls(&rt, &mut st.tracing, n, request))
+            });
+            g.bench_function("assembled", |b| {
+                b.iter_custom(|n| time_calls(&rt, &mut st.assembled, n, request))
+            });
+            let live = st.live.clone();
+            if path == "hit" {
+                g.bench_function("live_table", |b| {
+                    b.to_async(&rt).iter(|| live.list_shared())
+                });
+            } else {
+                g.bench_function("live_table", |b| {
+                    b.to_async(&rt).iter(|| per_layer::live_write(&live))
+                });
+            }
+            g.finish();
+        }
+    }
 }
 
 /// A 1-row hit in a cache holding 1 slot and 100,000 slots.
@@ -297,6 +363,6 @@ fn config() -> Criterion {
 criterion_group! {
     name = benches;
     config = config();
-    targets = hits, layers, slots, inserts, cold_reads
+    targets = hits, layers, per_layer, slots, inserts, cold_reads
 }
 criterion_main!(benches);

@@ -15,11 +15,16 @@
 //! `--profile <scenario>` runs one variant alone for a few seconds, for a
 //! profiler (`perf record`, `valgrind --tool=callgrind`); see [`profile`].
 //!
-//! `--only hits,layers,slots,inserts,concurrent,memory` runs some sections.
+//! `--only hits,layers,per-layer,slots,inserts,concurrent,memory` runs some
+//! sections.
+//!
+//! `--plot FILE.svg` also draws the per-layer table as a stacked bar chart.
 //!
 //! `predecessor` is `vantage-live` 0.4.8, the crate this one replaces, run on
 //! the same masters in the same rounds.
 
+#[path = "../benches/support/plot.rs"]
+mod plot;
 #[path = "../benches/support/mod.rs"]
 mod support;
 
@@ -27,6 +32,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use support::per_layer;
 use support::{
     insert_one, interleave, list_then_update, list_through, median, paired_ratio, row_id,
     rss_bytes, time_batch, Depths, Floor, Master, Remote, Variant, CACHE_KEY, SIZES,
@@ -70,7 +76,8 @@ fn main() {
         ..Report::default()
     };
 
-    // `--only hits,layers,slots,inserts,concurrent,memory` runs a subset.
+    // `--only hits,layers,per-layer,slots,inserts,concurrent,memory` runs a
+    // subset.
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -82,6 +89,13 @@ fn main() {
     }
     if run("layers") {
         layers(&mut report);
+    }
+    if run("per-layer") {
+        let plot = args
+            .iter()
+            .position(|a| a == "--plot")
+            .and_then(|i| args.get(i + 1));
+        per_layer(&mut report, plot.map(String::as_str));
     }
     if run("slots") {
         many_slots(&mut report);
@@ -108,6 +122,9 @@ struct Report {
     /// (group, variant, median ns per call)
     medians: Vec<(String, String, f64)>,
     figures: Vec<Figure>,
+    /// Whole markdown tables (the per-layer table), printed after the
+    /// figures.
+    tables: Vec<String>,
 }
 
 struct Figure {
@@ -155,6 +172,9 @@ impl Report {
                 "| {} | {} | {} | {} | {} |",
                 f.name, f.ours, f.predecessor, f.target, f.ratio
             );
+        }
+        for table in &self.tables {
+            out.push_str(table);
         }
         let _ = writeln!(out, "\n## Medians (per call)\n");
         let _ = writeln!(out, "| scenario | variant | median |");
@@ -552,6 +572,221 @@ fn layers(report: &mut Report) {
         &target("≤ 1.0 × predecessor", r, 1.0),
         fmt_ratio(r),
     );
+}
+
+// ------------------------------------------------------- per-layer overhead
+
+/// Row counts of the per-layer table.
+const PER_LAYER_ROWS: [usize; 3] = [1, 100, 1_000];
+
+/// Time `iters` calls through `service` (ready, call, await), in ns per call.
+fn time_service<S>(
+    rt: &tokio::runtime::Runtime,
+    service: &mut S,
+    iters: u64,
+    request: fn() -> vantage_live::Request,
+) -> f64
+where
+    S: tower::Service<vantage_live::Request>,
+    S::Error: std::fmt::Debug,
+{
+    let took = rt.block_on(async {
+        let start = Instant::now();
+        for _ in 0..iters {
+            per_layer::call(service, request()).await;
+        }
+        start.elapsed()
+    });
+    took.as_nanos() as f64 / iters as f64
+}
+
+/// Each layer alone over the instant service, their sum, the assembled stack
+/// and a `LiveTable` over it, on a hit and on a write, at 1, 100 and 1,000
+/// rows. Own cost = the stack's time − the instant service's time, per
+/// round (same rounds, same drift), median over the rounds.
+fn per_layer(report: &mut Report, plot: Option<&str>) {
+    use per_layer::{read, write, PerLayer, LAYERS};
+    let rt = support::runtime();
+    let metadata = rt.block_on(Master::with_rows(1));
+    let mut measured: Vec<LayerRow> = Vec::new();
+    for path in ["hit", "write"] {
+        for rows in PER_LAYER_ROWS {
+            eprintln!("[per-layer, {path}, {rows} rows] (load {})", load());
+            let mut st = rt.block_on(PerLayer::new(rows, &metadata.table));
+            let request: fn() -> vantage_live::Request = if path == "hit" { read } else { write };
+            let live = st.live.clone();
+            let mut v = vec![
+                Variant::new("instant service alone", |it| {
+                    time_service(&rt, &mut st.instant, it, request)
+                }),
+                Variant::new(LAYERS[0], |it| {
+                    time_service(&rt, &mut st.cache, it, request)
+                }),
+                Variant::new(LAYERS[1], |it| {
+                    time_service(&rt, &mut st.queue, it, request)
+                }),
+                Variant::new(LAYERS[2], |it| {
+                    time_service(&rt, &mut st.events, it, request)
+                }),
+                Variant::new(LAYERS[3], |it| {
+                    time_service(&rt, &mut st.tracing, it, request)
+                }),
+                Variant::new("assembled (all four)", |it| {
+                    time_service(&rt, &mut st.assembled, it, request)
+                }),
+                Variant::new(
+                    if path == "hit" {
+                        "LiveTable::list_shared over the assembly"
+                    } else {
+                        "LiveTable::insert_value over the assembly"
+                    },
+                    |it| {
+                        if path == "hit" {
+                            time_batch(&rt, it, || live.list_shared())
+                        } else {
+                            time_batch(&rt, it, || per_layer::live_write(&live))
+                        }
+                    },
+                ),
+            ];
+            interleave(&mut v, ROUNDS, BATCH);
+            report.medians(&format!("per-layer {path}, {rows} rows"), &v);
+            // Own cost: per round, the variant − the instant service; then
+            // the median over the rounds.
+            let own_in = |round: usize, i: usize| v[i].samples[round] - v[0].samples[round];
+            let rounds = v[0].samples.len();
+            let own = |i: usize| median(&(0..rounds).map(|r| own_in(r, i)).collect::<Vec<_>>());
+            let sum = median(
+                &(0..rounds)
+                    .map(|r| (1..=4).map(|i| own_in(r, i)).sum())
+                    .collect::<Vec<f64>>(),
+            );
+            measured.push(LayerRow {
+                path,
+                rows,
+                instant: v[0].median(),
+                parts: [own(1), own(2), own(3), own(4)],
+                sum,
+                assembled: own(5),
+                live: own(6),
+            });
+        }
+    }
+
+    // The table: one column per (path, rows).
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "\n## Per-layer overhead (own cost per call over `InstantService`)\n"
+    );
+    let _ = write!(t, "| |");
+    for m in &measured {
+        let _ = write!(
+            t,
+            " {} {} row{} |",
+            m.path,
+            m.rows,
+            if m.rows == 1 { "" } else { "s" }
+        );
+    }
+    let _ = write!(t, "\n|---|");
+    for _ in &measured {
+        let _ = write!(t, "---:|");
+    }
+    let line = |t: &mut String, name: &str, f: &dyn Fn(&LayerRow) -> f64| {
+        let _ = write!(t, "\n| {name} |");
+        for m in &measured {
+            let _ = write!(t, " {} |", fmt_ns(f(m)));
+        }
+    };
+    line(&mut t, "`InstantService` alone (time per call)", &|m| {
+        m.instant
+    });
+    for (i, name) in LAYERS.iter().enumerate() {
+        line(&mut t, &format!("`{name}` alone"), &|m| m.parts[i]);
+    }
+    line(&mut t, "sum of the four", &|m| m.sum);
+    line(&mut t, "assembled stack (all four)", &|m| m.assembled);
+    line(&mut t, "`LiveTable` over the assembly", &|m| m.live);
+    let _ = writeln!(
+        t,
+        "\n\nA hit reads the plain view's page from `MemCache` (the cache layer \
+         answers; the instant service is not called); a write is one insert, \
+         which the cache layer turns into an invalidation of the cache_key and \
+         the write queue hands to its worker task. No tracing subscriber is \
+         installed. The `LiveTable` line is `list_shared` (a hit) or \
+         `insert_value` (a write) on a `LiveTable::from_service` over the \
+         assembly, minus the instant service."
+    );
+    report.tables.push(t);
+
+    // The targets.
+    let worst_hit_layer = measured
+        .iter()
+        .filter(|m| m.path == "hit")
+        .flat_map(|m| m.parts)
+        .fold(f64::MIN, f64::max);
+    report.figure(
+        "Each layer's own cost on a hit over `InstantService`, worst of the four at 1/100/1,000 rows",
+        fmt_ns(worst_hit_layer),
+        "—".into(),
+        &target("≤ 100 ns", worst_hit_layer, 100.0),
+        "—".into(),
+    );
+    let worst_queue_write = measured
+        .iter()
+        .filter(|m| m.path == "write")
+        .map(|m| m.parts[1])
+        .fold(f64::MIN, f64::max);
+    report.figure(
+        "`WriteQueueLayer` own cost per write over `InstantService`, worst at 1/100/1,000 rows",
+        fmt_ns(worst_queue_write),
+        "—".into(),
+        &target("≤ 2 µs", worst_queue_write, 2_000.0),
+        "—".into(),
+    );
+    let worst_gap = measured
+        .iter()
+        .map(|m| (m.sum - m.assembled).abs() / m.assembled.abs().max(1.0))
+        .fold(f64::MIN, f64::max);
+    report.figure(
+        "|sum of the four layers alone − assembled stack| / assembled, worst of hit and write at 1/100/1,000 rows",
+        format!("{:.1} %", worst_gap * 100.0),
+        "—".into(),
+        &target("≤ 10 %", worst_gap, 0.10),
+        "—".into(),
+    );
+
+    if let Some(path) = plot {
+        let panels: Vec<plot::Panel> = ["hit", "write"]
+            .iter()
+            .map(|p| plot::Panel {
+                title: (*p).to_string(),
+                groups: measured
+                    .iter()
+                    .filter(|m| m.path == *p)
+                    .map(|m| (m.rows, m.parts, m.assembled))
+                    .collect(),
+            })
+            .collect();
+        match plot::stacked_bars(path, &LAYERS, &panels) {
+            Ok(()) => eprintln!("  => the per-layer chart is in {path}"),
+            Err(e) => eprintln!("  => could not draw {path}: {e}"),
+        }
+    }
+}
+
+/// One column of the per-layer table.
+struct LayerRow {
+    path: &'static str,
+    rows: usize,
+    /// The instant service's own time per call.
+    instant: f64,
+    /// Each layer's own cost, alone over the instant service.
+    parts: [f64; 4],
+    sum: f64,
+    assembled: f64,
+    live: f64,
 }
 
 // ----------------------------------------------------------- many slots

@@ -156,6 +156,7 @@ pub use live_stream::{NatsFanout, NatsLiveStream, NatsPublisher};
 pub use live_stream::{SurrealLiveStream, SurrealUrlError};
 pub use live_table::{CachedMaster, CoreStack, LiveStack, LiveTable, MasterService, PageSelector};
 pub use redact::redact_url;
+pub use vantage_live_layers::bench;
 pub use vantage_live_layers::error::into_vantage_error;
 pub use vantage_live_layers::outbox;
 pub use vantage_live_layers::write_queue::error::{QueueClosed, WritePanicked};

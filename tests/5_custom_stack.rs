@@ -147,7 +147,7 @@ async fn a_concurrency_limit_back_pressures_writes_without_loss_or_reorder() {
 /// task is spawned and nothing subscribes until the first request.
 #[tokio::test(flavor = "current_thread")]
 async fn builders_spawn_nothing_until_first_use() {
-    let master = common::sqlite_master("product").await;
+    let master = common::redb_master("product").await;
     let runtime = tokio::runtime::Handle::current();
     let tasks = || runtime.metrics().num_alive_tasks();
     let settle = || async {
@@ -155,7 +155,7 @@ async fn builders_spawn_nothing_until_first_use() {
             tokio::task::yield_now().await;
         }
     };
-    // The SQLite pool's own background tasks start when they start.
+    // A redb master: no connection pool whose own tasks come and go.
     settle().await;
     let before = tasks();
 

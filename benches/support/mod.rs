@@ -9,6 +9,7 @@
 
 #[path = "../../tests/common/hooked.rs"]
 mod hooked;
+pub mod per_layer;
 mod remote;
 
 pub use self::remote::Remote;

@@ -19,25 +19,20 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: Instrumented<F>,
-        cache_key: Arc<str>,
         op: &'static str,
-        id: Option<String>,
+        // The cache_key and id an `ERROR` names; `None` where no `ERROR`
+        // can be logged.
+        failure: Option<(Arc<str>, Option<String>)>,
     }
 }
 
 impl<F> ResponseFuture<F> {
     pub(crate) fn new(
         inner: Instrumented<F>,
-        cache_key: Arc<str>,
         op: &'static str,
-        id: Option<String>,
+        failure: Option<(Arc<str>, Option<String>)>,
     ) -> Self {
-        Self {
-            inner,
-            cache_key,
-            op,
-            id,
-        }
+        Self { inner, op, failure }
     }
 }
 
@@ -56,14 +51,18 @@ where
         match &result {
             Ok(response) => on_success(span, response),
             // What the caller sees as `Err`: the one `ERROR` of the request.
-            Err(error) => tracing::error!(
-                cache_key = &**this.cache_key,
-                op = *this.op,
-                id = this.id.as_deref(),
-                outcome = "failed",
-                %error,
-                "request failed"
-            ),
+            Err(error) => {
+                if let Some((cache_key, id)) = this.failure.as_ref() {
+                    tracing::error!(
+                        cache_key = &**cache_key,
+                        op = *this.op,
+                        id = id.as_deref(),
+                        outcome = "failed",
+                        %error,
+                        "request failed"
+                    )
+                }
+            }
         }
         Poll::Ready(result)
     }

@@ -3,7 +3,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tower::Service;
-use tracing::{Instrument as _, Span};
+use tracing::level_filters::LevelFilter;
+use tracing::{Instrument as _, Level, Span};
 
 use super::future::ResponseFuture;
 use crate::request::{Request, Response, WriteRequest};
@@ -107,11 +108,17 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         let span = span_for(&self.cache_key, &request);
         let op = request.op();
-        let id = match &request {
-            Request::Write(write) => write.id().map(str::to_owned),
-            Request::Get { id, .. } => Some(id.clone()),
-            _ => None,
-        };
+        // The failure's `ERROR` names the request itself (the span may be
+        // disabled where errors are not): keep its fields only if an
+        // `ERROR` can be logged at all.
+        let failure = (LevelFilter::current() >= Level::ERROR).then(|| {
+            let id = match &request {
+                Request::Write(write) => write.id().map(str::to_owned),
+                Request::Get { id, .. } => Some(id.clone()),
+                _ => None,
+            };
+            (self.cache_key.clone(), id)
+        });
         let future = {
             let _entered = span.enter();
             if let Request::Write(write) = &request {
@@ -119,6 +126,6 @@ where
             }
             self.inner.call(request)
         };
-        ResponseFuture::new(future.instrument(span), self.cache_key.clone(), op, id)
+        ResponseFuture::new(future.instrument(span), op, failure)
     }
 }
