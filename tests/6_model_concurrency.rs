@@ -71,6 +71,16 @@
 //! last-writer-wins). At the end the outbox is drained, no write was
 //! rejected, and the master equals the model.
 //!
+//! # With freshness
+//!
+//! `model_check_with_freshness` runs both masters over `MemCache` and
+//! `RedbCache` with a max age and a stale-while-revalidate window on every
+//! LiveTable, aged by one `ManualClock` that the tasks move forward at
+//! random: slots expire, are served stale and refreshed in the background
+//! (single flight with ordinary misses, fenced like any fill) while writes
+//! and events race them. Age alone never makes a slot wrong (every change
+//! still drops it), so the same model holds: 0 stale reads.
+//!
 //! # Seeds
 //!
 //! `model_check` runs fixed seeds (a few seconds). `soak` (`--ignored`) runs
@@ -95,7 +105,7 @@ use common::{master_rows, product, Delays, Fault, FaultyCache, Latency, Master, 
 use vantage_dataset::prelude::{ReadableValueSet, WritableValueSet};
 use vantage_live::outbox::{OutboxHandle, OutboxLayer};
 use vantage_live::{
-    Cache, EventStatus, LiveEvent, LiveTable, ManualLiveStream, MemCache, RedbCache,
+    Cache, EventStatus, LiveEvent, LiveTable, ManualClock, ManualLiveStream, MemCache, RedbCache,
 };
 use vantage_table::pagination::Pagination;
 use vantage_table::traits::table_like::TableLike;
@@ -121,6 +131,11 @@ const CI_SIZE: Size = Size {
     ops_per_task: 60,
     max_delay_us: 1_500,
 };
+
+/// With freshness: slots are fresh for this long on the test's clock...
+const FRESH_MAX_AGE: Duration = Duration::from_millis(20);
+/// ...and served stale (and refreshed) for this long after.
+const FRESH_WINDOW: Duration = Duration::from_millis(40);
 
 const SOAK_SIZE: Size = Size {
     tasks: 8,
@@ -624,6 +639,9 @@ struct Figures {
     master_faults: u64,
     /// With an outbox: replayed inserts recognised as already applied.
     replays: u64,
+    /// With freshness: hits served stale, and background refreshes.
+    stale_hits: u64,
+    refreshes: u64,
 }
 
 impl std::ops::AddAssign for Figures {
@@ -637,6 +655,8 @@ impl std::ops::AddAssign for Figures {
         self.cache_faults += o.cache_faults;
         self.master_faults += o.master_faults;
         self.replays += o.replays;
+        self.stale_hits += o.stale_hits;
+        self.refreshes += o.refreshes;
     }
 }
 
@@ -647,7 +667,7 @@ impl fmt::Display for Figures {
             "{} reads checked ({} answered an older state they overlapped), {} writes \
              through LiveTables, {} changes behind their backs + event, {} bare events, \
              {} master reads, {} injected cache faults, {} injected master write faults \
-             ({} replayed inserts recognised)",
+             ({} replayed inserts recognised), {} stale hits, {} refreshes",
             self.reads,
             self.overlapped_old,
             self.writes,
@@ -656,13 +676,19 @@ impl fmt::Display for Figures {
             self.master_reads,
             self.cache_faults,
             self.master_faults,
-            self.replays
+            self.replays,
+            self.stale_hits,
+            self.refreshes
         )
     }
 }
 
-fn replay_hint(seed: u64, master: &str, cache: CacheKind, outbox: bool) -> String {
-    let with = if outbox { ", with an outbox" } else { "" };
+fn replay_hint(seed: u64, master: &str, cache: CacheKind, outbox: bool, fresh: bool) -> String {
+    let with = match (outbox, fresh) {
+        (true, _) => ", with an outbox",
+        (false, true) => ", with max age and stale-while-revalidate",
+        (false, false) => "",
+    };
     format!(
         "seed={seed} (master {master}, cache {cache:?}{with}); replay: \
          {SEED_VAR}={seed} {SECS_VAR}=1 cargo test --test 6_model_concurrency soak -- --ignored --nocapture"
@@ -675,8 +701,9 @@ async fn run(
     seed: u64,
     size: Size,
     outbox: bool,
+    fresh: bool,
 ) -> Figures {
-    let _guard = SeedGuard::new(replay_hint(seed, master.kind, cache_kind, outbox));
+    let _guard = SeedGuard::new(replay_hint(seed, master.kind, cache_kind, outbox, fresh));
     let built = cache_kind.build(seed);
     let faulty = built.faulty.clone();
     let cache = |i: usize| built.caches[i % built.caches.len()].clone();
@@ -698,13 +725,24 @@ async fn run(
             .initial_backoff(Duration::from_millis(1))
             .max_backoff(Duration::from_millis(10))
     });
-    let with_outbox = |table: LiveTable| match &layer {
-        Some(layer) => table.with_outbox_layer(layer.clone()),
-        None => table,
+    // With freshness: a short max age and window, on a clock the tasks move.
+    let clock = fresh.then(ManualClock::starting_now);
+    let with_outbox = |table: LiveTable| {
+        let table = match &clock {
+            Some(clock) => table
+                .with_max_age(FRESH_MAX_AGE)
+                .with_stale_while_revalidate(FRESH_WINDOW)
+                .with_clock(Arc::new(clock.clone())),
+            None => table,
+        };
+        match &layer {
+            Some(layer) => table.with_outbox_layer(layer.clone()),
+            None => table,
+        }
     };
 
     // Three LiveTables, one cache, one cache_key; the second has the stream.
-    let key = format!("model-{seed}-{cache_kind:?}-{outbox}");
+    let key = format!("model-{seed}-{cache_kind:?}-{outbox}-{fresh}");
     let source = ManualLiveStream::new();
     let tables = vec![
         with_outbox(common::live(slow.clone(), key.clone(), cache(0))),
@@ -755,6 +793,7 @@ async fn run(
             status: status.clone(),
             ids: ids.clone(),
             counts: counts.clone(),
+            clock: clock.clone(),
         };
         handles.push(tokio::spawn(ctx.run(size.ops_per_task)));
     }
@@ -790,6 +829,8 @@ async fn run(
         behind_back: counts[1].load(Ordering::SeqCst),
         events: counts[2].load(Ordering::SeqCst),
         master_reads: delays.reads.load(Ordering::SeqCst) as u64,
+        stale_hits: tables.iter().map(|t| t.stats().stale_hits).sum(),
+        refreshes: tables.iter().map(|t| t.stats().refreshes).sum(),
         ..Figures::default()
     };
     let mut violations = Vec::new();
@@ -930,12 +971,20 @@ struct TaskCtx {
     status: EventStatus,
     ids: Vec<String>,
     counts: Arc<[AtomicU64; 3]>,
+    /// With freshness: the clock the LiveTables age slots by.
+    clock: Option<ManualClock>,
 }
 
 impl TaskCtx {
     async fn run(mut self, ops: u64) -> Vec<Observation> {
         let mut observations = Vec::new();
         for _ in 0..ops {
+            // With freshness, time passes: slots go stale, then expire.
+            if let Some(clock) = &self.clock {
+                if self.rng.chance(300) {
+                    clock.advance(Duration::from_millis(self.rng.below(25)));
+                }
+            }
             let roll = self.rng.below(100);
             let table = self.rng.below(self.tables.len() as u64) as usize;
             match roll {
@@ -1090,7 +1139,7 @@ async fn model_check() {
             let seed = CI_SEEDS[(m + c) % CI_SEEDS.len()];
             for outbox in [false, true] {
                 let t = Instant::now();
-                let figures = run(master, cache, seed, CI_SIZE, outbox).await;
+                let figures = run(master, cache, seed, CI_SIZE, outbox, false).await;
                 let with = if outbox { " + outbox" } else { "" };
                 eprintln!(
                     "model {} / {cache:?}{with} seed={seed}: {figures} in {:.2}s",
@@ -1104,6 +1153,30 @@ async fn model_check() {
     }
     eprintln!(
         "model_check: {runs} runs, {total} in {:.2}s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// Every master over `MemCache` and `RedbCache`, with a max age and a
+/// stale-while-revalidate window on a clock the tasks move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_check_with_freshness() {
+    common::init_tracing();
+    let started = Instant::now();
+    let mut total = Figures::default();
+    for (m, master) in masters().await.iter().enumerate() {
+        for (c, cache) in [CacheKind::Mem, CacheKind::Redb].into_iter().enumerate() {
+            let seed = CI_SEEDS[(m + c) % CI_SEEDS.len()];
+            let figures = run(master, cache, seed, CI_SIZE, false, true).await;
+            eprintln!(
+                "model {} / {cache:?} + freshness seed={seed}: {figures}",
+                master.kind
+            );
+            total += figures;
+        }
+    }
+    eprintln!(
+        "model_check_with_freshness: {total} in {:.2}s",
         started.elapsed().as_secs_f64()
     );
 }
@@ -1130,8 +1203,8 @@ async fn soak() {
         let seed = seed.wrapping_add(round);
         for master in &masters {
             for cache in CacheKind::all().await {
-                for outbox in [false, true] {
-                    total += run(master, cache, seed, SOAK_SIZE, outbox).await;
+                for (outbox, fresh) in [(false, false), (true, false), (false, true)] {
+                    total += run(master, cache, seed, SOAK_SIZE, outbox, fresh).await;
                     runs += 1;
                 }
             }

@@ -36,6 +36,9 @@ pub struct Stats {
     writes_failed: AtomicU64,
     invalidations: AtomicU64,
     events_received: AtomicU64,
+    stale_hits: AtomicU64,
+    refreshes: AtomicU64,
+    failed_refreshes: AtomicU64,
 }
 
 /// The counters of a [`Stats`] at one moment. See each field for what is
@@ -69,6 +72,17 @@ pub struct StatsSnapshot {
     /// Live events taken from the stream by the event task (counted as they
     /// arrive, before their invalidation).
     pub events_received: u64,
+    /// Hits served stale (past the max age, or covered by a stale mark,
+    /// within the stale-while-revalidate window); each is counted in `hits`
+    /// too. See [`Freshness`](crate::Freshness).
+    pub stale_hits: u64,
+    /// Background refreshes started by stale hits (one per slot at a time:
+    /// a stale hit while a read of the slot is in flight starts none). Each
+    /// refresh's master read is counted in `master_reads`.
+    pub refreshes: u64,
+    /// Background refreshes whose master read failed: the stale slot keeps
+    /// serving within its window (`warn!`).
+    pub failed_refreshes: u64,
 }
 
 impl Stats {
@@ -89,6 +103,9 @@ impl Stats {
             writes_failed: get(&self.writes_failed),
             invalidations: get(&self.invalidations),
             events_received: get(&self.events_received),
+            stale_hits: get(&self.stale_hits),
+            refreshes: get(&self.refreshes),
+            failed_refreshes: get(&self.failed_refreshes),
         }
     }
 
@@ -118,6 +135,18 @@ impl Stats {
 
     pub(crate) fn invalidated(&self) {
         self.invalidations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn stale_hit(&self) {
+        self.stale_hits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn refresh_started(&self) {
+        self.refreshes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn refresh_failed(&self) {
+        self.failed_refreshes.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn event_received(&self) {

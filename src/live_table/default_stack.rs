@@ -2,13 +2,14 @@
 //! settings.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tower::util::{option_layer, BoxCloneSyncService, Either};
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
 use vantage_live_layers::outbox::{OutboxHandle, OutboxLayer, OutboxStats};
 use vantage_live_layers::write_queue::DEFAULT_BOUND;
 use vantage_live_layers::{
-    Cache, CacheLayer, CacheService, EventStatus, IdGenerator, InvalidateOnEvent,
+    Cache, CacheLayer, CacheService, Clock, EventStatus, Freshness, IdGenerator, InvalidateOnEvent,
     InvalidateOnEventLayer, LiveStream, Outbox, PublishInvalidations, PublishInvalidationsLayer,
     Publisher, Request, Response, TableService, Tracing, TracingLayer, View, WriteQueue,
     WriteQueueLayer,
@@ -79,6 +80,8 @@ pub(super) struct Config {
     /// The event layer, made with the settings (it starts nothing until the
     /// first request), so that its status can be watched before first use.
     events: Option<InvalidateOnEventLayer>,
+    /// Max age, stale-while-revalidate window and clock of the cache layer.
+    freshness: Freshness,
 }
 
 impl Config {
@@ -93,6 +96,7 @@ impl Config {
             outbox: None,
             publisher: None,
             events: None,
+            freshness: Freshness::default(),
         }
     }
 }
@@ -135,7 +139,8 @@ impl LiveTable {
         let cache = CacheLayer::new(
             self.shared.cache.cache().clone(),
             self.shared.cache.slot_keys().cache_key().to_owned(),
-        );
+        )
+        .with_freshness(config.freshness.clone());
         config.events = config
             .live_stream
             .clone()
@@ -152,6 +157,37 @@ impl LiveTable {
 
     fn config(&self) -> Option<&Config> {
         self.shared.config.as_ref()
+    }
+
+    /// Treat cached slots older than `max_age` as misses (or, with
+    /// [`with_stale_while_revalidate`](LiveTable::with_stale_while_revalidate),
+    /// serve them stale while refreshing). Age counts from when the master
+    /// read that filled a slot started, so it holds across restarts over a
+    /// persistent cache. Without it (the default) a slot lives until a
+    /// write, an event or a (re)subscribe drops it: use a max age for a
+    /// master without a live stream. See [`Freshness`].
+    pub fn with_max_age(self, max_age: Duration) -> Self {
+        self.rebuild(|c| c.freshness = c.freshness.clone().with_max_age(max_age))
+    }
+
+    /// Serve a slot up to `window` past its max age at once and refresh it
+    /// in the background (one master read per slot at a time, fenced: a
+    /// refresh that overlaps a write or event stores nothing; a failed one
+    /// leaves the stale slot serving within the window, with a `warn!`).
+    ///
+    /// With a live stream, a (re)subscribe then marks every slot filled
+    /// before it as stale instead of dropping the cache_key: an app that
+    /// restarts over a persisted cache answers at once from it, refreshes
+    /// what it serves, and never serves such a slot as fresh.
+    /// [`LiveTable::stats`] counts stale hits and refreshes.
+    pub fn with_stale_while_revalidate(self, window: Duration) -> Self {
+        self.rebuild(|c| c.freshness = c.freshness.clone().with_stale_while_revalidate(window))
+    }
+
+    /// Age and stamp cached slots by `clock` instead of the system's wall
+    /// clock: tests move a [`ManualClock`](crate::ManualClock) by hand.
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        self.rebuild(|c| c.freshness = c.freshness.clone().with_clock(clock))
     }
 
     /// Record the master's items per page. It is set once: changing it would

@@ -33,7 +33,7 @@
 //! that copy with such a ticket, and the second move refuses it (or, if the
 //! copy landed first, leaves it in an epoch nobody reads).
 //!
-//! Three more things live beside the generation, each with one job; none of
+//! Four more things live beside the generation, each with one job; none of
 //! them fences a fill:
 //!
 //! - the **epoch** moves only when the whole namespace is dropped. In-memory
@@ -51,6 +51,10 @@
 //!   one slot through any stack sharing the backend make one master read; and a count of fills, so that a read that missed
 //!   just before another read's fill landed serves that fill instead of
 //!   asking the master again.
+//! - the **stale mark**: a time; slots fetched at or before it are never
+//!   served as fresh (see [`Freshness`](super::Freshness#stale-marks)). It
+//!   drops nothing and fences nothing: a fill it overlaps lands, stamped
+//!   with the time its read started, so the mark covers it too.
 //!
 //! # For backend authors
 //!
@@ -75,6 +79,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
 
 use super::flight::Flights;
 use super::slot::{Prefix, Scope};
@@ -253,6 +258,10 @@ pub struct Namespace {
     unclean: AtomicU64,
     /// Fills stored so far.
     fills: AtomicU64,
+    /// The latest stale mark, in nanoseconds since the Unix epoch (0: none):
+    /// slots fetched at or before it are never fresh (see
+    /// [`Freshness`](super::Freshness#stale-marks)).
+    stale_before: AtomicU64,
     /// Master reads in progress.
     pub(crate) flights: Mutex<Flights>,
 }
@@ -266,6 +275,7 @@ impl Namespace {
             epoch: AtomicU64::new(1),
             unclean: AtomicU64::new(0),
             fills: AtomicU64::new(0),
+            stale_before: AtomicU64::new(0),
             flights: Mutex::new(Flights::default()),
         }
     }
@@ -283,6 +293,26 @@ impl Namespace {
     /// The current generation.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Mark every slot fetched at or before `at` as stale: such slots are
+    /// served only as stale (and refreshed) or not at all, never as fresh.
+    /// Marks only move forward.
+    pub fn mark_stale(&self, at: SystemTime) {
+        let nanos = at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+            .unwrap_or(0)
+            .max(1);
+        self.stale_before.fetch_max(nanos, Ordering::SeqCst);
+    }
+
+    /// The latest stale mark, if any.
+    pub fn stale_before(&self) -> Option<SystemTime> {
+        match self.stale_before.load(Ordering::SeqCst) {
+            0 => None,
+            nanos => Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(nanos)),
+        }
     }
 
     /// The current epoch (moves only when the whole namespace is dropped).

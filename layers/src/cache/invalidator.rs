@@ -36,6 +36,22 @@ impl Invalidator {
         self.shared.invalidate().await
     }
 
+    /// Mark every slot of the cache_key filled so far as stale, if the
+    /// layer has a stale-while-revalidate window: such slots are served at
+    /// once and refreshed in the background, never served as fresh again
+    /// (see [`Freshness`](super::Freshness#stale-marks)). Without a window
+    /// this is [`invalidate`](Invalidator::invalidate): a slot that may be
+    /// out of date is dropped.
+    ///
+    /// The event layer calls it when its task (re)subscribes.
+    pub async fn mark_stale(&self) -> Result<()> {
+        if self.shared.freshness.stale_while_revalidate().is_some() {
+            self.shared.mark_stale();
+            return Ok(());
+        }
+        self.invalidate().await
+    }
+
     /// The counters of the layer this handle invalidates for.
     pub(crate) fn stats(&self) -> &Stats {
         &self.shared.stats

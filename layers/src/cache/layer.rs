@@ -1,9 +1,11 @@
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tower::Layer;
 
 use super::backend::Cache;
+use super::freshness::{Clock, Freshness};
 use super::invalidator::Invalidator;
 use super::service::{CacheService, Shared};
 use super::slot::SlotKeys;
@@ -29,6 +31,8 @@ use crate::stats::Stats;
 ///   that gives up does not cancel it.
 /// - **Inner outages**: warm slots keep serving; cold reads fail with the
 ///   inner error as soon as it comes.
+/// - **Freshness** (off by default): a max age and a stale-while-revalidate
+///   window, see [`Freshness`].
 /// - **Cache faults cost speed, never correctness**: failing or junk lookups
 ///   are misses, failing fills are skipped, and a failed invalidation makes
 ///   every sharer bypass the backend until an invalidation started after it
@@ -45,6 +49,56 @@ impl CacheLayer {
         Self {
             shared: Arc::new(Shared::new(cache, SlotKeys::new(cache_key))),
         }
+    }
+
+    /// Treat slots older than `max_age` as misses (or, with
+    /// [`with_stale_while_revalidate`](CacheLayer::with_stale_while_revalidate),
+    /// as stale). Age is counted from when the read that filled the slot
+    /// started ([`CachedSlot::fetched_at`](super::CachedSlot::fetched_at)),
+    /// so it holds across restarts with a persistent backend. See
+    /// [`Freshness`](super::Freshness).
+    ///
+    /// A setting: call it before building services. The layer it returns
+    /// shares this one's backend state and counters; services built
+    /// earlier keep the policy they were built with.
+    pub fn with_max_age(self, max_age: Duration) -> Self {
+        let freshness = self.shared.freshness.clone().with_max_age(max_age);
+        self.with_freshness(freshness)
+    }
+
+    /// Serve slots up to `window` past their max age (and slots covered by
+    /// a stale mark, which the event layer sets when it (re)subscribes) at
+    /// once, and refresh each in the background: one master read per slot
+    /// at a time (single flight with ordinary misses), fenced like any fill
+    /// (a refresh that overlaps a write or an event stores nothing). A
+    /// refresh that fails leaves the stale slot serving within its window
+    /// (`warn!`). [`Stats`] counts stale hits and refreshes.
+    pub fn with_stale_while_revalidate(self, window: Duration) -> Self {
+        let freshness = self
+            .shared
+            .freshness
+            .clone()
+            .with_stale_while_revalidate(window);
+        self.with_freshness(freshness)
+    }
+
+    /// Age and stamp slots by `clock` instead of the system's wall clock
+    /// (tests move a [`ManualClock`](super::ManualClock) by hand).
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        let freshness = self.shared.freshness.clone().with_clock(clock);
+        self.with_freshness(freshness)
+    }
+
+    /// Use `freshness` (max age, window and clock together).
+    pub fn with_freshness(self, freshness: Freshness) -> Self {
+        Self {
+            shared: Arc::new(self.shared.with_freshness(freshness)),
+        }
+    }
+
+    /// The freshness policy (the default keeps slots until invalidated).
+    pub fn freshness(&self) -> &Freshness {
+        &self.shared.freshness
     }
 
     /// The slot keys of this layer's cache_key.

@@ -137,6 +137,7 @@ mod cached;
 mod codec;
 pub mod error;
 mod flight;
+mod freshness;
 pub mod future;
 mod generations;
 mod group;
@@ -148,6 +149,7 @@ mod slot;
 
 pub use self::backend::{Cache, NoCache, Peek};
 pub use self::cached::{CachedRows, CachedSlot, SlotKind, SlotValue, COUNT_ROW};
+pub use self::freshness::{Clock, Freshness, ManualClock, SystemClock};
 pub use self::generations::{DropGuard, Generations, Namespace, Ticket};
 pub use self::group::CacheGroup;
 pub use self::invalidator::Invalidator;

@@ -10,6 +10,7 @@ use super::backend::{Cache, Peek};
 use super::cached::{CachedSlot, SlotKind, SlotValue};
 use super::error::{ReadAborted, SharedError};
 use super::flight::{Flight, FlightKey, FlightResult};
+use super::freshness::{Age, Freshness};
 use super::future::ResponseFuture;
 use super::generations::{Namespace, Ticket};
 use super::legacy::LayerFenced;
@@ -30,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) stats: Arc<Stats>,
     /// This cache_key's invalidation state, in the backend.
     pub(crate) namespace: Arc<Namespace>,
+    /// How old a slot may be, and the clock that says.
+    pub(crate) freshness: Freshness,
 }
 
 impl Shared {
@@ -50,7 +53,35 @@ impl Shared {
             keys,
             stats: Arc::new(Stats::new()),
             namespace,
+            freshness: Freshness::default(),
         }
+    }
+
+    /// The same layer state (backend, namespace, counters) under another
+    /// freshness policy.
+    pub(crate) fn with_freshness(&self, freshness: Freshness) -> Self {
+        Self {
+            cache: self.cache.clone(),
+            fenced: self.fenced.clone(),
+            keys: self.keys.clone(),
+            stats: self.stats.clone(),
+            namespace: self.namespace.clone(),
+            freshness,
+        }
+    }
+
+    /// How `slot` stands against the freshness policy now.
+    fn age(&self, slot: &CachedSlot) -> Age {
+        if !self.freshness.ages_slots() {
+            return Age::Fresh;
+        }
+        self.freshness.judge(slot, self.namespace.stale_before())
+    }
+
+    /// Mark every slot filled so far as stale (see
+    /// [`Freshness`](super::Freshness#stale-marks)).
+    pub(crate) fn mark_stale(&self) {
+        self.namespace.mark_stale(self.freshness.now());
     }
 
     /// Drop every slot of this cache_key. The backend moves the namespace's
@@ -217,12 +248,25 @@ where
         let fills_seen = namespace.fills();
         if !namespace.is_unclean() {
             match shared.fenced.peek(&key, namespace) {
-                Peek::Hit(slot) => {
-                    if slot.value.kind() == kind {
-                        return ResponseFuture::ready(Ok(hit(shared, &key, slot.value)));
+                Peek::Hit(slot) if slot.value.kind() == kind => match shared.age(&slot) {
+                    Age::Fresh => return ResponseFuture::ready(Ok(hit(shared, &key, slot.value))),
+                    Age::Stale => {
+                        let response = stale_hit(shared, &key, slot.value);
+                        let inner = self.take_inner();
+                        let read = Read {
+                            shared: self.shared.clone(),
+                            request,
+                            kind,
+                            key,
+                            ticket,
+                            fills_seen,
+                        };
+                        read.refresh(inner);
+                        return ResponseFuture::ready(Ok(response));
                     }
-                    wrong_shape(shared, &key);
-                }
+                    Age::Expired => expired(shared, &key),
+                },
+                Peek::Hit(_) => wrong_shape(shared, &key),
                 Peek::Miss => tracing::debug!(
                     cache_key = shared.keys.cache_key(),
                     slot = %key,
@@ -270,6 +314,24 @@ fn hit(shared: &Shared, key: &str, value: SlotValue) -> Response {
     shared.stats.hit();
     tracing::debug!(cache_key = shared.keys.cache_key(), slot = %key, outcome = "hit");
     value.into_response()
+}
+
+/// Count and log a stale hit (it is a hit too); the caller starts its
+/// refresh.
+fn stale_hit(shared: &Shared, key: &str, value: SlotValue) -> Response {
+    shared.stats.hit();
+    shared.stats.stale_hit();
+    tracing::debug!(cache_key = shared.keys.cache_key(), slot = %key, outcome = "stale");
+    value.into_response()
+}
+
+fn expired(shared: &Shared, key: &str) {
+    tracing::debug!(
+        cache_key = shared.keys.cache_key(),
+        slot = %key,
+        outcome = "miss",
+        "cached slot expired"
+    );
 }
 
 fn wrong_shape(shared: &Shared, key: &str) {
@@ -350,9 +412,15 @@ impl Read {
             .await;
         this.ticket = ticket;
         match lookup {
-            Ok(Some(slot)) if slot.value.kind() == this.kind => {
-                return Ok(hit(&shared, key, slot.value));
-            }
+            Ok(Some(slot)) if slot.value.kind() == this.kind => match shared.age(&slot) {
+                Age::Fresh => return Ok(hit(&shared, key, slot.value)),
+                Age::Stale => {
+                    let response = stale_hit(&shared, key, slot.value);
+                    this.refresh(inner);
+                    return Ok(response);
+                }
+                Age::Expired => expired(&shared, key),
+            },
             Ok(Some(_)) => wrong_shape(&shared, key),
             Ok(None) => tracing::debug!(cache_key, slot = %key, outcome = "miss"),
             Err(error) => tracing::warn!(
@@ -374,8 +442,34 @@ impl Read {
         S::Error: Into<BoxError>,
         S::Future: Send + 'static,
     {
+        self.shared.stats.miss();
+        let flight = self.join_or_start(inner, false);
+        flight.await.map_err(|e| Box::new(e) as BoxError)
+    }
+
+    /// Refresh a slot served stale, in the background: one master read on a
+    /// task of its own, unless a read of the slot is in flight already
+    /// (which refreshes it). Fenced like any fill.
+    fn refresh<S>(self, inner: S)
+    where
+        S: Service<Request, Response = Response> + Send + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+    {
+        // Dropping the flight does not cancel it: it runs on its own task.
+        drop(self.join_or_start(inner, true));
+    }
+
+    /// The slot's flight at this generation (and backend token): the one in
+    /// progress, or a new one started on a task of its own. A refresh joins
+    /// nothing and counts nothing if one is in progress.
+    fn join_or_start<S>(self, inner: S, refresh: bool) -> Flight
+    where
+        S: Service<Request, Response = Response> + Send + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+    {
         let shared = self.shared.clone();
-        shared.stats.miss();
         // The token too: a shared backend (Redis) records its own generation
         // there, which invalidations in other processes move.
         let flight_key = (
@@ -390,6 +484,10 @@ impl Read {
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
             match flights.get(&flight_key) {
+                Some(flight) if refresh => {
+                    drop(inner);
+                    flight.clone()
+                }
                 Some(flight) => {
                     // Not needed: let go of whatever its readiness holds (a
                     // concurrency limit's permit) before waiting.
@@ -403,11 +501,19 @@ impl Read {
                     flight
                 }
                 None => {
+                    if refresh {
+                        shared.stats.refresh_started();
+                        tracing::debug!(
+                            cache_key = shared.keys.cache_key(),
+                            slot = %self.key,
+                            outcome = "refresh"
+                        );
+                    }
                     // On a task of its own, so that a waiter giving up does
                     // not cancel it for the others; in the span of the read
                     // that started it.
                     let task = tokio::spawn(
-                        self.fetch_and_fill(inner, flight_key.clone())
+                        self.fetch_and_fill(inner, flight_key.clone(), refresh)
                             .instrument(tracing::Span::current()),
                     );
                     let flight: Flight = async move {
@@ -423,11 +529,11 @@ impl Read {
                 }
             }
         };
-        flight.await.map_err(|e| Box::new(e) as BoxError)
+        flight
     }
 
     /// The master read and its fill (the flight's task).
-    async fn fetch_and_fill<S>(self, inner: S, flight_key: FlightKey) -> FlightResult
+    async fn fetch_and_fill<S>(self, inner: S, flight_key: FlightKey, refresh: bool) -> FlightResult
     where
         S: Service<Request, Response = Response> + Send + 'static,
         S::Error: Into<BoxError>,
@@ -438,12 +544,25 @@ impl Read {
             Some(response) => Ok(response),
             None => {
                 shared.stats.master_read();
+                // The fill is stamped with the time the read started: the
+                // answer is no younger than that.
+                let started_at = shared.freshness.now();
                 let result = inner
                     .oneshot(self.request.clone())
                     .await
                     .map_err(|e| SharedError::new(e.into()));
-                if let Ok(response) = &result {
-                    self.fill(response).await;
+                match &result {
+                    Ok(response) => self.fill(response, started_at).await,
+                    Err(error) if refresh => {
+                        shared.stats.refresh_failed();
+                        tracing::warn!(
+                            cache_key = shared.keys.cache_key(),
+                            slot = %self.key,
+                            error = %error,
+                            "refreshing a stale slot failed; it keeps serving within its window"
+                        );
+                    }
+                    Err(_) => {}
                 }
                 result
             }
@@ -480,7 +599,9 @@ impl Read {
                 .await
                 .ok()??,
         };
-        if slot.value.kind() != self.kind {
+        // Only a fresh slot saves the master read (a refresh of a stale one
+        // must not answer with it).
+        if slot.value.kind() != self.kind || shared.age(&slot) != Age::Fresh {
             return None;
         }
         tracing::debug!(
@@ -494,7 +615,7 @@ impl Read {
 
     /// Store the master's answer, unless an invalidation started since the
     /// ticket was taken.
-    async fn fill(&self, response: &Response) {
+    async fn fill(&self, response: &Response, fetched_at: std::time::SystemTime) {
         let shared = &self.shared;
         // A backend that stores nothing (`NoCache`) would drop it anyway.
         if !shared.fenced.stores() {
@@ -512,7 +633,12 @@ impl Read {
         }
         let stored = shared
             .fenced
-            .fill(key, namespace, self.ticket, CachedSlot::new(value))
+            .fill(
+                key,
+                namespace,
+                self.ticket,
+                CachedSlot { value, fetched_at },
+            )
             .instrument(tracing::debug_span!("cache.fill", slot = %key))
             .await;
         match stored {

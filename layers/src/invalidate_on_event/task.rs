@@ -126,7 +126,14 @@ async fn invalidate(
     reason: &str,
     event: Option<&LiveEvent>,
 ) {
-    match invalidator.invalidate().await {
+    // On (re)subscribing, slots filled before are marked stale where the
+    // cache layer serves stale slots while it refreshes them, else dropped.
+    let outcome = if event.is_none() {
+        invalidator.mark_stale().await
+    } else {
+        invalidator.invalidate().await
+    };
+    match outcome {
         Ok(()) => tracing::debug!(
             cache_key = invalidator.cache_key(),
             reason,
@@ -164,8 +171,9 @@ async fn run(pending: Pending) {
     let mut backoff = Backoff::new(policy);
 
     loop {
-        // Subscribe first, then drop the cache_key: whatever changed while we
-        // were not subscribed is covered by the invalidation, whatever changes
+        // Subscribe first, then drop the cache_key (or, with
+        // stale-while-revalidate, mark its slots stale): whatever changed
+        // while we were not subscribed is covered by that, whatever changes
         // from now on arrives as an event.
         let mut events = stream.subscribe();
         let since = Instant::now();
