@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{assert_rows, master_rows, Instrumented};
-use vantage_dataset::prelude::ReadableValueSet;
+use vantage_dataset::prelude::{ReadableValueSet, WritableValueSet};
 use vantage_live::{Cache, LiveTable, MemCache};
 use vantage_table::pagination::Pagination;
 use vantage_table::traits::table_like::TableLike;
@@ -149,7 +149,7 @@ async fn clearing_pagination_uses_the_unpaginated_slot() {
 }
 
 #[tokio::test]
-async fn master_ipp_is_stored_and_changes_nothing() {
+async fn master_ipp_serves_ui_pages_from_master_pages() {
     common::init_tracing();
     for master in common::all_masters("product").await {
         let what = master.kind;
@@ -159,32 +159,44 @@ async fn master_ipp_is_stored_and_changes_nothing() {
 
         let mut live = LiveTable::new(master.table.clone(), "products-ipp", cache.clone());
         live.set_pagination(Some(p(2, 5)));
-        let live = live.with_master_ipp(25);
-        assert_eq!(live.master_ipp(), Some(25), "{what}");
-        assert_eq!(
-            live.clone().master_ipp(),
-            Some(25),
-            "{what}: clones keep it"
-        );
+        let live = live.with_master_ipp(4);
+        assert_eq!(live.master_ipp(), Some(4), "{what}");
+        assert_eq!(live.clone().master_ipp(), Some(4), "{what}: clones keep it");
         assert_eq!(live.cache_key(), "products-ipp", "{what}");
         assert_eq!(live.get_pagination(), Some(&p(2, 5)), "{what}: view kept");
 
-        for pagination in [None, Some(p(1, 10)), Some(p(2, 10)), Some(p(2, 5))] {
+        // Larger, smaller, straddling and past-the-end UI pages, and the
+        // master's own size: the same rows as the master's own page.
+        for pagination in [
+            None,
+            Some(p(1, 10)),
+            Some(p(2, 10)),
+            Some(p(2, 5)),
+            Some(p(3, 3)),
+            Some(p(1, 2)),
+            Some(p(2, 4)),
+            Some(p(9, 7)),
+        ] {
             let mut a = live.clone();
             a.set_pagination(pagination);
             let mut b = plain.clone();
             b.set_pagination(pagination);
             let direct = master_rows(&master.table, pagination).await;
-            assert_rows(&a.list_values().await.unwrap(), &direct, what);
-            assert_rows(&b.list_values().await.unwrap(), &direct, what);
-            // Same slot layout as without master_ipp, under its own cache_key.
-            let (ka, kb) = (a.page_cache_key(pagination), b.page_cache_key(pagination));
-            assert_eq!(
-                ka.split_once('/').unwrap().1,
-                kb.split_once('/').unwrap().1,
-                "{what}: master_ipp does not change the slot"
-            );
-            assert!(cache.get(&ka).await.unwrap().is_some(), "{what}: {ka}");
+            let shown = format!("{what} {pagination:?}");
+            assert_rows(&a.list_values().await.unwrap(), &direct, &shown);
+            assert_rows(&b.list_values().await.unwrap(), &direct, &shown);
+            // A UI page at another size has no slot of its own: its master
+            // pages have.
+            let own_slot = cache.get(&a.page_cache_key(pagination)).await.unwrap();
+            match pagination {
+                Some(ui) if ui.get_ipp() != 4 => {
+                    assert!(own_slot.is_none(), "{shown}: no slot of its own");
+                    let first = ui.skip() / 4 + 1;
+                    let key = a.page_cache_key(Some(p(first, 4)));
+                    assert!(cache.get(&key).await.unwrap().is_some(), "{shown}: {key}");
+                }
+                _ => assert!(own_slot.is_some(), "{shown}: passed through"),
+            }
         }
         assert_eq!(
             live.get_count().await.unwrap(),
@@ -192,6 +204,71 @@ async fn master_ipp_is_stored_and_changes_nothing() {
             "{what}"
         );
     }
+}
+
+/// Scrolling at 25 per page over master pages of 10 reads each master page
+/// once; a UI page of 4 is cut from the master page that holds it.
+#[tokio::test]
+async fn scrolling_reads_each_master_page_once() {
+    let master = common::sqlite_master("product").await;
+    let seeded = common::seed_len("product");
+    let total = 57;
+    for i in seeded..total {
+        master
+            .table
+            .insert_value(
+                &format!("q{i:03}"),
+                &common::extra_product(&format!("extra {i}")),
+            )
+            .await
+            .unwrap();
+    }
+    let (table, probe) = Instrumented::wrap(master.table.clone());
+    let live = LiveTable::new(table, "products", Arc::new(MemCache::new())).with_master_ipp(10);
+
+    for page in 1..=3 {
+        let mut ui = live.clone();
+        ui.set_pagination(Some(p(page, 25)));
+        let rows = ui.list_values().await.unwrap();
+        assert_rows(
+            &rows,
+            &master_rows(&master.table, Some(p(page, 25))).await,
+            "scroll",
+        );
+    }
+    // UI pages 1-3 span master pages 1..=8 (57 rows: 7 and 8 are past the
+    // end, and read as the empty pages they are, concurrently with page 6).
+    // Each is read once: pages 3 and 5 serve two UI pages each.
+    assert_eq!(probe.reads(), 8, "one master read per master page");
+
+    // Small UI pages come out of the cached master pages.
+    for page in 1..=(total as i64 / 4 + 1) {
+        let mut ui = live.clone();
+        ui.set_pagination(Some(p(page, 4)));
+        let rows = ui.list_values().await.unwrap();
+        assert_rows(
+            &rows,
+            &master_rows(&master.table, Some(p(page, 4))).await,
+            "small",
+        );
+    }
+    assert_eq!(probe.reads(), 8, "no more master reads");
+
+    // A write drops them; the next scroll reads the master pages again, once.
+    live.insert_value(&"q999".to_string(), &common::extra_product("late"))
+        .await
+        .unwrap();
+    for page in 1..=3 {
+        let mut ui = live.clone();
+        ui.set_pagination(Some(p(page, 25)));
+        let rows = ui.list_values().await.unwrap();
+        assert_rows(
+            &rows,
+            &master_rows(&master.table, Some(p(page, 25))).await,
+            "after",
+        );
+    }
+    assert_eq!(probe.reads(), 16);
 }
 
 #[tokio::test]

@@ -73,13 +73,20 @@
 //!
 //! # With freshness
 //!
-//! `model_check_with_freshness` runs both masters over `MemCache` and
-//! `RedbCache` with a max age and a stale-while-revalidate window on every
+//! `model_check_with_freshness` runs both masters over every in-process
+//! cache (`MemCache`, `RedbCache`, the faulty one) with a max age and a stale-while-revalidate window on every
 //! LiveTable, aged by one `ManualClock` that the tasks move forward at
 //! random: slots expire, are served stale and refreshed in the background
 //! (single flight with ordinary misses, fenced like any fill) while writes
 //! and events race them. Age alone never makes a slot wrong (every change
 //! still drops it), so the same model holds: 0 stale reads.
+//!
+//! # With master pages
+//!
+//! `model_check_with_master_pages` runs both masters over every in-process
+//! cache with `with_master_ipp(4)`: reads of 3 and 5 per page are cut from,
+//! or assembled out of, master pages of 4, each cached in its own slot, and
+//! checked against the model like any page.
 //!
 //! # Seeds
 //!
@@ -639,6 +646,8 @@ struct Figures {
     master_faults: u64,
     /// With an outbox: replayed inserts recognised as already applied.
     replays: u64,
+    /// With master pages: pages that straddled the change in flight.
+    straddled: u64,
     /// With freshness: hits served stale, and background refreshes.
     stale_hits: u64,
     refreshes: u64,
@@ -656,6 +665,7 @@ impl std::ops::AddAssign for Figures {
         self.master_faults += o.master_faults;
         self.replays += o.replays;
         self.stale_hits += o.stale_hits;
+        self.straddled += o.straddled;
         self.refreshes += o.refreshes;
     }
 }
@@ -667,7 +677,8 @@ impl fmt::Display for Figures {
             "{} reads checked ({} answered an older state they overlapped), {} writes \
              through LiveTables, {} changes behind their backs + event, {} bare events, \
              {} master reads, {} injected cache faults, {} injected master write faults \
-             ({} replayed inserts recognised), {} stale hits, {} refreshes",
+             ({} replayed inserts recognised), {} stale hits, {} refreshes, {} pages \
+             straddling the change in flight",
             self.reads,
             self.overlapped_old,
             self.writes,
@@ -678,16 +689,84 @@ impl fmt::Display for Figures {
             self.master_faults,
             self.replays,
             self.stale_hits,
-            self.refreshes
+            self.refreshes,
+            self.straddled
         )
     }
 }
 
-fn replay_hint(seed: u64, master: &str, cache: CacheKind, outbox: bool, fresh: bool) -> String {
-    let with = match (outbox, fresh) {
-        (true, _) => ", with an outbox",
-        (false, true) => ", with max age and stale-while-revalidate",
-        (false, false) => "",
+/// What a run adds to the plain LiveTables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Extra {
+    Plain,
+    /// One outbox shared by the three, over a flaky master.
+    Outbox,
+    /// Max age and stale-while-revalidate on a clock the tasks move.
+    Fresh,
+    /// `with_master_ipp(MASTER_IPP)`: pages of 3 and 5 assembled from (or cut
+    /// out of) master pages of 4.
+    MasterPages,
+}
+
+/// The master's page size in the `MasterPages` runs.
+const MASTER_IPP: i64 = 4;
+
+/// For a page at another size than [`MASTER_IPP`]: the version `v` such that
+/// the answer is the page cut from master pages each at `v` or `v + 1`
+/// (both in `lo..=hi`), if any. That is what `MasterPagesLayer` promises:
+/// no acknowledged change falls between its master pages, so they can
+/// differ only by the one change in flight (the model makes one at a time).
+fn straddles(
+    op: &ReadOp,
+    answer: &Answer,
+    versions: &[Arc<State>],
+    lo: usize,
+    hi: usize,
+) -> Option<usize> {
+    let (ReadOp::Page { page, ipp }, Answer::Rows(got)) = (op, answer) else {
+        return None;
+    };
+    if *ipp == MASTER_IPP {
+        return None;
+    }
+    let start = ((page - 1) * ipp) as usize;
+    let end = start + *ipp as usize;
+    let m = MASTER_IPP as usize;
+    let pages: Vec<usize> = (start / m..=(end - 1) / m).collect();
+    let master_page = |v: usize, q: usize| -> Vec<(String, Record<Value>)> {
+        versions[v]
+            .iter()
+            .skip(q * m)
+            .take(m)
+            .map(|(id, r)| (id.clone(), r.clone()))
+            .collect()
+    };
+    for v in lo..hi {
+        // Each master page at v or v + 1: 2^pages combinations (pages <= 3).
+        for pick in 0..(1u32 << pages.len()) {
+            // Rows are keyed by id: a row on both sides of the seam is one.
+            let rows: common::Rows = pages
+                .iter()
+                .enumerate()
+                .flat_map(|(i, &q)| master_page(v + ((pick >> i) & 1) as usize, q))
+                .skip(start - pages[0] * m)
+                .take(*ipp as usize)
+                .collect();
+            let rows: Vec<(String, Record<Value>)> = rows.into_iter().collect();
+            if rows == *got {
+                return Some(v);
+            }
+        }
+    }
+    None
+}
+
+fn replay_hint(seed: u64, master: &str, cache: CacheKind, extra: Extra) -> String {
+    let with = match extra {
+        Extra::Outbox => ", with an outbox",
+        Extra::Fresh => ", with max age and stale-while-revalidate",
+        Extra::MasterPages => ", with master pages of 4",
+        Extra::Plain => "",
     };
     format!(
         "seed={seed} (master {master}, cache {cache:?}{with}); replay: \
@@ -700,10 +779,11 @@ async fn run(
     cache_kind: CacheKind,
     seed: u64,
     size: Size,
-    outbox: bool,
-    fresh: bool,
+    extra: Extra,
 ) -> Figures {
-    let _guard = SeedGuard::new(replay_hint(seed, master.kind, cache_kind, outbox, fresh));
+    let _guard = SeedGuard::new(replay_hint(seed, master.kind, cache_kind, extra));
+    let outbox = extra == Extra::Outbox;
+    let fresh = extra == Extra::Fresh;
     let built = cache_kind.build(seed);
     let faulty = built.faulty.clone();
     let cache = |i: usize| built.caches[i % built.caches.len()].clone();
@@ -735,6 +815,10 @@ async fn run(
                 .with_clock(Arc::new(clock.clone())),
             None => table,
         };
+        let table = match extra {
+            Extra::MasterPages => table.with_master_ipp(MASTER_IPP),
+            _ => table,
+        };
         match &layer {
             Some(layer) => table.with_outbox_layer(layer.clone()),
             None => table,
@@ -742,7 +826,7 @@ async fn run(
     };
 
     // Three LiveTables, one cache, one cache_key; the second has the stream.
-    let key = format!("model-{seed}-{cache_kind:?}-{outbox}-{fresh}");
+    let key = format!("model-{seed}-{cache_kind:?}-{extra:?}");
     let source = ManualLiveStream::new();
     let tables = vec![
         with_outbox(common::live(slow.clone(), key.clone(), cache(0))),
@@ -874,9 +958,17 @@ async fn run(
             }
             continue;
         }
-        let matching: Vec<usize> = (obs.v_lo..=obs.v_hi)
+        let mut matching: Vec<usize> = (obs.v_lo..=obs.v_hi)
             .filter(|&v| obs.op.expected(&versions[v]) == *answer)
             .collect();
+        // A page assembled from master pages may straddle the one change in
+        // flight: each master page from one of two adjacent versions.
+        if matching.is_empty() && extra == Extra::MasterPages {
+            if let Some(v) = straddles(&obs.op, answer, &versions, obs.v_lo, obs.v_hi) {
+                figures.straddled += 1;
+                matching.push(v);
+            }
+        }
         match matching.last() {
             None => {
                 let older = (0..obs.v_lo)
@@ -892,7 +984,7 @@ async fn run(
                     obs.v_hi,
                     obs.v_lo,
                     obs.op.expected(&versions[obs.v_lo])
-                ))
+                ));
             }
             Some(&v) => {
                 if obs.op.expected(&versions[obs.v_hi]) != *answer && v < obs.v_hi {
@@ -1137,10 +1229,14 @@ async fn model_check() {
     for (m, master) in masters().await.iter().enumerate() {
         for (c, cache) in CacheKind::all().await.into_iter().enumerate() {
             let seed = CI_SEEDS[(m + c) % CI_SEEDS.len()];
-            for outbox in [false, true] {
+            for extra in [Extra::Plain, Extra::Outbox] {
                 let t = Instant::now();
-                let figures = run(master, cache, seed, CI_SIZE, outbox, false).await;
-                let with = if outbox { " + outbox" } else { "" };
+                let figures = run(master, cache, seed, CI_SIZE, extra).await;
+                let with = if extra == Extra::Outbox {
+                    " + outbox"
+                } else {
+                    ""
+                };
                 eprintln!(
                     "model {} / {cache:?}{with} seed={seed}: {figures} in {:.2}s",
                     master.kind,
@@ -1161,22 +1257,33 @@ async fn model_check() {
 /// stale-while-revalidate window on a clock the tasks move.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_check_with_freshness() {
+    model_check_extra(Extra::Fresh).await;
+}
+
+/// Every master over `MemCache`, `RedbCache` and the faulty cache, with
+/// master pages of 4 under reads of 3 and 5 per page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_check_with_master_pages() {
+    model_check_extra(Extra::MasterPages).await;
+}
+
+async fn model_check_extra(extra: Extra) {
     common::init_tracing();
     let started = Instant::now();
     let mut total = Figures::default();
     for (m, master) in masters().await.iter().enumerate() {
-        for (c, cache) in [CacheKind::Mem, CacheKind::Redb].into_iter().enumerate() {
+        for (c, cache) in CacheKind::ALL.into_iter().enumerate() {
             let seed = CI_SEEDS[(m + c) % CI_SEEDS.len()];
-            let figures = run(master, cache, seed, CI_SIZE, false, true).await;
+            let figures = run(master, cache, seed, CI_SIZE, extra).await;
             eprintln!(
-                "model {} / {cache:?} + freshness seed={seed}: {figures}",
+                "model {} / {cache:?} + {extra:?} seed={seed}: {figures}",
                 master.kind
             );
             total += figures;
         }
     }
     eprintln!(
-        "model_check_with_freshness: {total} in {:.2}s",
+        "model_check {extra:?}: {total} in {:.2}s",
         started.elapsed().as_secs_f64()
     );
 }
@@ -1203,8 +1310,13 @@ async fn soak() {
         let seed = seed.wrapping_add(round);
         for master in &masters {
             for cache in CacheKind::all().await {
-                for (outbox, fresh) in [(false, false), (true, false), (false, true)] {
-                    total += run(master, cache, seed, SOAK_SIZE, outbox, fresh).await;
+                for extra in [
+                    Extra::Plain,
+                    Extra::Outbox,
+                    Extra::Fresh,
+                    Extra::MasterPages,
+                ] {
+                    total += run(master, cache, seed, SOAK_SIZE, extra).await;
                     runs += 1;
                 }
             }

@@ -45,6 +45,7 @@ pub mod cache;
 pub mod error;
 pub mod invalidate_on_event;
 pub mod live_stream;
+pub mod master_pages;
 pub mod outbox;
 pub mod publish;
 pub mod request;
@@ -59,6 +60,7 @@ pub use cache::{
 };
 pub use invalidate_on_event::{EventStats, EventStatus, InvalidateOnEvent, InvalidateOnEventLayer};
 pub use live_stream::{LiveEvent, LiveStream, ManualLiveStream};
+pub use master_pages::{MasterPages, MasterPagesLayer};
 pub use outbox::{Outbox, OutboxHandle, OutboxLayer};
 pub use publish::{PublishInvalidations, PublishInvalidationsLayer, Publisher};
 pub use request::{Request, Response, Rows, Value, View, WriteRequest};

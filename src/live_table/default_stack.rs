@@ -10,9 +10,9 @@ use vantage_live_layers::outbox::{OutboxHandle, OutboxLayer, OutboxStats};
 use vantage_live_layers::write_queue::DEFAULT_BOUND;
 use vantage_live_layers::{
     Cache, CacheLayer, CacheService, Clock, EventStatus, Freshness, IdGenerator, InvalidateOnEvent,
-    InvalidateOnEventLayer, LiveStream, Outbox, PublishInvalidations, PublishInvalidationsLayer,
-    Publisher, Request, Response, TableService, Tracing, TracingLayer, View, WriteQueue,
-    WriteQueueLayer,
+    InvalidateOnEventLayer, LiveStream, MasterPages, MasterPagesLayer, Outbox,
+    PublishInvalidations, PublishInvalidationsLayer, Publisher, Request, Response, TableService,
+    Tracing, TracingLayer, View, WriteQueue, WriteQueueLayer,
 };
 use vantage_table::any::AnyTable;
 use vantage_table::traits::table_like::TableLike;
@@ -49,8 +49,10 @@ pub type LiveStack = Tracing<Either<InvalidateOnEvent<CoreStack>, CoreStack>>;
 pub type CoreStack = Either<WriteQueue<CachedMaster>, Outbox<CachedMaster>>;
 
 /// The publisher (a pass-through without [`LiveTable::with_publisher`])
-/// over the cache layer over the master service.
-pub type CachedMaster = PublishInvalidations<CacheService<MasterService>>;
+/// over the multi-page glue (a pass-through without
+/// [`LiveTable::with_master_ipp`]) over the cache layer over the master
+/// service.
+pub type CachedMaster = PublishInvalidations<MasterPages<CacheService<MasterService>>>;
 
 /// The service under the cache layer: the [`TableService`] over the master,
 /// behind any middleware added with [`LiveTable::with_master_layer`], boxed
@@ -193,8 +195,14 @@ impl LiveTable {
     /// Record the master's items per page. It is set once: changing it would
     /// invalidate every cached page, so make a new LiveTable instead.
     ///
-    /// Stored for callers and future multi-page reads; reads do not use it
-    /// yet (keep the UI's page size at or below the master's).
+    /// Pages at any other size are then served from master pages of `ipp`
+    /// rows, each read (single flight) and cached under its own slot: a UI
+    /// page larger than a master page is assembled from the master pages it
+    /// spans, a smaller one is cut from the master page that holds it, so
+    /// scrolling at 25 per page over a master page of 10 reads each master
+    /// page once. An assembled page is checked against the cache's
+    /// invalidations and read again if one fell between its master pages
+    /// (see [`MasterPagesLayer`]). A size below 1 is taken as 1.
     pub fn with_master_ipp(self, ipp: i64) -> Self {
         self.rebuild(|c| c.master_ipp = Some(ipp))
     }
@@ -421,8 +429,10 @@ pub(super) fn assemble(shared: &Shared<LiveStack>) -> LiveStack {
     // the queue (or outbox), over the cache: it publishes on the write's
     // detached task, after the write's invalidation.
     let publish = PublishInvalidationsLayer::optional(config.publisher.clone(), cache_key.clone());
+    let pages = MasterPagesLayer::optional(config.master_ipp).fenced_by(&cache);
     let cached = ServiceBuilder::new()
         .layer(publish)
+        .layer(pages)
         .layer(cache)
         .service(master);
     let core = match &config.outbox {

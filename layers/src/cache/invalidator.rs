@@ -52,6 +52,14 @@ impl Invalidator {
         self.invalidate().await
     }
 
+    /// Where the cache_key's invalidations stand: a number that moves on
+    /// every invalidation through any stack sharing the backend (writes,
+    /// events, invalidator calls), before it drops anything. Two equal
+    /// readings mean no invalidation started in between.
+    pub fn generation(&self) -> u64 {
+        self.shared.namespace.generation()
+    }
+
     /// The counters of the layer this handle invalidates for.
     pub(crate) fn stats(&self) -> &Stats {
         &self.shared.stats
