@@ -62,6 +62,14 @@
 //!   its error as soon as it fails; the layer adds no retries and no
 //!   timeouts (an inner read that hangs is waited on: put a timeout below
 //!   the layer if the master can hang).
+//! - **Freshness** (off by default). With a max age, a slot older than it
+//!   is a miss; with a stale-while-revalidate window too, a slot within the
+//!   window past its max age is served at once and refreshed in the
+//!   background, by one master read per slot at a time (it is the slot's
+//!   flight: misses join it), fenced like any fill. Age alone never makes a
+//!   slot wrong (every change still drops it); only a stale mark (a
+//!   (re)subscribe, with a window set) serves a slot that may predate a
+//!   change nobody reported, and only as stale. See [`Freshness`].
 //! - **Cache faults cost speed, never correctness.** The backend is
 //!   disposable:
 //!   - a lookup that fails, or answers a slot of the wrong kind, is a miss
@@ -101,7 +109,9 @@
 //! Every cacheable read logs one `debug!` with `cache_key`, `slot` and an
 //! `outcome`: `hit`, or `miss` followed by `coalesced` (it joined a master
 //! read in flight) or, once the master answered, `populated` (the answer was
-//! stored). A successful write logs `outcome="invalidated"`. Uncacheable
+//! stored). A stale hit logs `outcome="stale"` and, if it starts the slot's
+//! refresh, `outcome="refresh"`; an expired slot is a `miss`. A successful
+//! write logs `outcome="invalidated"`. Uncacheable
 //! reads log `outcome="bypass"`. Cache faults are `warn!`s (the read or write
 //! still succeeds). Each backend call that may wait runs in a `DEBUG` span of
 //! its own, `cache.lookup`, `cache.fill` (field `slot`) or
