@@ -247,44 +247,29 @@ where
         let ticket = namespace.ticket();
         let fills_seen = namespace.fills();
         if !namespace.is_unclean() {
-            match shared.fenced.peek(&key, namespace) {
+            let next = match shared.fenced.peek(&key, namespace) {
                 Peek::Hit(slot) if slot.value.kind() == kind => match shared.age(&slot) {
                     Age::Fresh => return ResponseFuture::ready(Ok(hit(shared, &key, slot.value))),
-                    Age::Stale => {
-                        let response = stale_hit(shared, &key, slot.value);
-                        let inner = self.take_inner();
-                        let read = Read {
-                            shared: self.shared.clone(),
-                            request,
-                            kind,
-                            key,
-                            ticket,
-                            fills_seen,
-                        };
-                        read.refresh(inner);
-                        return ResponseFuture::ready(Ok(response));
+                    Age::Stale => Next::Refresh(stale_hit(shared, &key, slot.value)),
+                    Age::Expired => {
+                        expired(shared, &key);
+                        Next::Miss
                     }
-                    Age::Expired => expired(shared, &key),
                 },
-                Peek::Hit(_) => wrong_shape(shared, &key),
-                Peek::Miss => tracing::debug!(
-                    cache_key = shared.keys.cache_key(),
-                    slot = %key,
-                    outcome = "miss"
-                ),
-                Peek::Unknown => {
-                    let inner = self.take_inner();
-                    let read = Read {
-                        shared: self.shared.clone(),
-                        request,
-                        kind,
-                        key,
-                        ticket,
-                        fills_seen,
-                    };
-                    return ResponseFuture::boxed(read.look_up(inner));
+                Peek::Hit(_) => {
+                    wrong_shape(shared, &key);
+                    Next::Miss
                 }
-            }
+                Peek::Miss => {
+                    tracing::debug!(
+                        cache_key = shared.keys.cache_key(),
+                        slot = %key,
+                        outcome = "miss"
+                    );
+                    Next::Miss
+                }
+                Peek::Unknown => Next::LookUp,
+            };
             let inner = self.take_inner();
             let read = Read {
                 shared: self.shared.clone(),
@@ -294,7 +279,14 @@ where
                 ticket,
                 fills_seen,
             };
-            return ResponseFuture::boxed(read.miss(inner));
+            return match next {
+                Next::Refresh(response) => {
+                    read.refresh(inner);
+                    ResponseFuture::ready(Ok(response))
+                }
+                Next::LookUp => ResponseFuture::boxed(read.look_up(inner)),
+                Next::Miss => ResponseFuture::boxed(read.miss(inner)),
+            };
         }
         let inner = self.take_inner();
         ResponseFuture::boxed(bypass_unclean(inner, self.shared.clone(), request, key))
@@ -307,6 +299,16 @@ impl<S: Clone> CacheService<S> {
         let clone = self.inner.clone();
         std::mem::replace(&mut self.inner, clone)
     }
+}
+
+/// What a read that the memory peek did not answer as fresh does next.
+enum Next {
+    /// Answer the stale slot now; refresh it in the background.
+    Refresh(Response),
+    /// Ask the backend (one trip).
+    LookUp,
+    /// Join or start the slot's master read.
+    Miss,
 }
 
 /// Count and log a hit; the response shares the slot's rows.
