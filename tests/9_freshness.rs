@@ -41,6 +41,35 @@ fn clock() -> ManualClock {
     ManualClock::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000))
 }
 
+/// A seeded SQLite master, its probe, a MemCache, a clock the test moves,
+/// and a LiveTable over them with the max age (and `window`, if any).
+struct Setup {
+    master: common::Master,
+    probe: Arc<common::Probe>,
+    cache: Arc<MemCache>,
+    clock: ManualClock,
+    live: LiveTable,
+}
+
+async fn setup(window: Option<Duration>) -> Setup {
+    let master = common::sqlite_master("product").await;
+    let (table, probe) = Instrumented::wrap(master.table.clone());
+    let clock = clock();
+    let cache = Arc::new(MemCache::new());
+    let mut live = LiveTable::new(table, KEY, cache.clone()).with_max_age(MAX_AGE);
+    if let Some(window) = window {
+        live = live.with_stale_while_revalidate(window);
+    }
+    let live = live.with_clock(Arc::new(clock.clone()));
+    Setup {
+        master,
+        probe,
+        cache,
+        clock,
+        live,
+    }
+}
+
 async fn price_of(live: &LiveTable) -> i64 {
     let row = live
         .get_value(&ROW.to_string())
@@ -68,12 +97,13 @@ where
 
 #[tokio::test]
 async fn a_slot_older_than_its_max_age_is_a_miss() {
-    let master = common::sqlite_master("product").await;
-    let (table, probe) = Instrumented::wrap(master.table.clone());
-    let clock = clock();
-    let live = LiveTable::new(table, KEY, Arc::new(MemCache::new()))
-        .with_max_age(MAX_AGE)
-        .with_clock(Arc::new(clock.clone()));
+    let Setup {
+        master,
+        probe,
+        clock,
+        live,
+        ..
+    } = setup(None).await;
 
     let first = price_of(&live).await;
     assert_eq!(probe.reads(), 1);
@@ -101,13 +131,13 @@ async fn a_slot_older_than_its_max_age_is_a_miss() {
 
 #[tokio::test]
 async fn a_stale_slot_is_served_at_once_and_refreshed_once() {
-    let master = common::sqlite_master("product").await;
-    let (table, probe) = Instrumented::wrap(master.table.clone());
-    let clock = clock();
-    let live = LiveTable::new(table, KEY, Arc::new(MemCache::new()))
-        .with_max_age(MAX_AGE)
-        .with_stale_while_revalidate(WINDOW)
-        .with_clock(Arc::new(clock.clone()));
+    let Setup {
+        master,
+        probe,
+        clock,
+        live,
+        ..
+    } = setup(Some(WINDOW)).await;
 
     let first = price_of(&live).await;
     master
@@ -149,14 +179,15 @@ async fn a_stale_slot_is_served_at_once_and_refreshed_once() {
 #[tokio::test]
 async fn a_refresh_that_overlaps_a_write_stores_nothing() {
     common::init_tracing();
-    let master = common::sqlite_master("product").await;
-    let (table, probe) = Instrumented::wrap(master.table.clone());
-    let clock = clock();
-    let cache = Arc::new(MemCache::new());
-    let live = LiveTable::new(table, KEY, cache.clone())
-        .with_max_age(MAX_AGE)
-        .with_stale_while_revalidate(WINDOW)
-        .with_clock(Arc::new(clock.clone()));
+    let Setup {
+        // Keeps the database file alive.
+        master: _master,
+        probe,
+        cache,
+        clock,
+        live,
+        ..
+    } = setup(Some(WINDOW)).await;
 
     let first = price_of(&live).await;
     clock.advance(MAX_AGE + Duration::from_secs(1));
@@ -183,13 +214,14 @@ async fn a_refresh_that_overlaps_a_write_stores_nothing() {
 
 #[tokio::test]
 async fn a_failed_refresh_keeps_serving_within_the_window() {
-    let master = common::sqlite_master("product").await;
-    let (table, probe) = Instrumented::wrap(master.table.clone());
-    let clock = clock();
-    let live = LiveTable::new(table, KEY, Arc::new(MemCache::new()))
-        .with_max_age(MAX_AGE)
-        .with_stale_while_revalidate(WINDOW)
-        .with_clock(Arc::new(clock.clone()));
+    let Setup {
+        // Keeps the database file alive.
+        master: _master,
+        probe,
+        clock,
+        live,
+        ..
+    } = setup(Some(WINDOW)).await;
 
     let first = price_of(&live).await;
     clock.advance(MAX_AGE + Duration::from_secs(1));
@@ -214,12 +246,14 @@ async fn a_failed_refresh_keeps_serving_within_the_window() {
 
 #[tokio::test]
 async fn a_clock_set_back_never_makes_a_slot_immortal() {
-    let master = common::sqlite_master("product").await;
-    let (table, probe) = Instrumented::wrap(master.table.clone());
-    let clock = clock();
-    let live = LiveTable::new(table, KEY, Arc::new(MemCache::new()))
-        .with_max_age(MAX_AGE)
-        .with_clock(Arc::new(clock.clone()));
+    let Setup {
+        // Keeps the database file alive.
+        master: _master,
+        probe,
+        clock,
+        live,
+        ..
+    } = setup(None).await;
     price_of(&live).await;
     assert_eq!(probe.reads(), 1);
     // The wall clock is corrected back by a day: the slot lies in the
