@@ -42,6 +42,16 @@
 //! master page of an assembled page is at one of two adjacent versions.
 //! Without a fence the pages are assembled as read.
 //!
+//! **Limit: backends shared by processes.** The fence reads the generation
+//! of the backend instance in this process. Invalidations made through
+//! another instance (another process's `RedisCache`) move only the
+//! generation in Redis, which this check does not read, so over such a
+//! backend an assembled page may combine master pages from states further
+//! apart than the one change in flight (the soak of `6_model_concurrency`
+//! shows it with one `RedisCache` instance per LiveTable). Within one
+//! process, over one instance (or a `TieredCache` fed by the fan-out), the
+//! guarantee above holds.
+//!
 //! An assembled page is a new set of rows (copied from the master pages, which
 //! stay shared in the cache).
 
