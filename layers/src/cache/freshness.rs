@@ -112,8 +112,15 @@ impl Clock for ManualClock {
 /// Set it with [`CacheLayer::with_max_age`](super::CacheLayer::with_max_age),
 /// [`CacheLayer::with_stale_while_revalidate`](super::CacheLayer::with_stale_while_revalidate)
 /// and [`CacheLayer::with_clock`](super::CacheLayer::with_clock) (or the
-/// `LiveTable` builders of the same names). The [module docs](self) say
-/// which slots are fresh, stale or expired.
+/// `LiveTable` builders of the same names).
+///
+/// With a max age `d` and a window `w`, a slot is **fresh** while its age
+/// (from [`CachedSlot::fetched_at`], the start of the read that filled it)
+/// is at most `d` and no stale mark covers it; **stale** (served, and
+/// refreshed in the background) while its age is at most `d + w`;
+/// **expired** (a miss) beyond. A slot stamped in the clock's future (a
+/// wall clock set back) is as old as it is far ahead, so no clock jump
+/// makes a slot immortal.
 ///
 /// # Stale marks
 ///

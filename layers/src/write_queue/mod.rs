@@ -16,7 +16,7 @@
 //! # Guarantees
 //!
 //! - **One at a time, first in first out.** A write takes its place in the
-//!   queue when [`WriteQueue::call`] is called: it enters at once if the
+//!   queue when `WriteQueue::call` is called: it enters at once if the
 //!   queue has room, or else waits for room in the queue's fair (first come,
 //!   first served) semaphore. Writes are applied in the order they were
 //!   called, each only after the previous one has finished: its whole inner
