@@ -164,7 +164,7 @@ pub use vantage_live_layers::{
     CacheGroup, CacheLayer, CacheService, Request, Response, Rows, TableService, View, WriteQueue,
     WriteQueueLayer, WriteRequest,
 };
-pub use vantage_live_layers::{Clock, Freshness, ManualClock, SystemClock};
+pub use vantage_live_layers::{Clock, Freshness, ManualClock, RowChange, SystemClock};
 pub use vantage_live_layers::{EventStats, EventStatus, InvalidateOnEventLayer};
 pub use vantage_live_layers::{PublishInvalidationsLayer, Publisher};
 pub use vantage_live_layers::{Stats, StatsSnapshot, Tracing, TracingLayer};

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{assert_rows, master_rows, Instrumented};
+use common::{assert_rows, master_rows, scroll, Instrumented};
 use vantage_dataset::prelude::{ReadableValueSet, WritableValueSet};
 use vantage_live::{Cache, LiveTable, MemCache};
 use vantage_table::pagination::Pagination;
@@ -211,63 +211,26 @@ async fn master_ipp_serves_ui_pages_from_master_pages() {
 #[tokio::test]
 async fn scrolling_reads_each_master_page_once() {
     let master = common::sqlite_master("product").await;
-    let seeded = common::seed_len("product");
     let total = 57;
-    for i in seeded..total {
-        master
-            .table
-            .insert_value(
-                &format!("q{i:03}"),
-                &common::extra_product(&format!("extra {i}")),
-            )
-            .await
-            .unwrap();
-    }
+    scroll::grow_products(&master.table, total).await;
     let (table, probe) = Instrumented::wrap(master.table.clone());
     let live = LiveTable::new(table, "products", Arc::new(MemCache::new())).with_master_ipp(10);
 
-    for page in 1..=3 {
-        let mut ui = live.clone();
-        ui.set_pagination(Some(p(page, 25)));
-        let rows = ui.list_values().await.unwrap();
-        assert_rows(
-            &rows,
-            &master_rows(&master.table, Some(p(page, 25))).await,
-            "scroll",
-        );
-    }
+    scroll::scroll(&live, &master.table, 1..=3, 25, "scroll").await;
     // UI pages 1-3 span master pages 1..=8 (57 rows: 7 and 8 are past the
     // end, and read as the empty pages they are, concurrently with page 6).
     // Each is read once: pages 3 and 5 serve two UI pages each.
     assert_eq!(probe.reads(), 8, "one master read per master page");
 
     // Small UI pages come out of the cached master pages.
-    for page in 1..=(total as i64 / 4 + 1) {
-        let mut ui = live.clone();
-        ui.set_pagination(Some(p(page, 4)));
-        let rows = ui.list_values().await.unwrap();
-        assert_rows(
-            &rows,
-            &master_rows(&master.table, Some(p(page, 4))).await,
-            "small",
-        );
-    }
+    scroll::scroll(&live, &master.table, 1..=(total as i64 / 4 + 1), 4, "small").await;
     assert_eq!(probe.reads(), 8, "no more master reads");
 
     // A write drops them; the next scroll reads the master pages again, once.
     live.insert_value(&"q999".to_string(), &common::extra_product("late"))
         .await
         .unwrap();
-    for page in 1..=3 {
-        let mut ui = live.clone();
-        ui.set_pagination(Some(p(page, 25)));
-        let rows = ui.list_values().await.unwrap();
-        assert_rows(
-            &rows,
-            &master_rows(&master.table, Some(p(page, 25))).await,
-            "after",
-        );
-    }
+    scroll::scroll(&live, &master.table, 1..=3, 25, "after").await;
     assert_eq!(probe.reads(), 16);
 }
 

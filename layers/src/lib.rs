@@ -56,7 +56,8 @@ pub mod write_queue;
 
 pub use cache::{
     Cache, CacheGroup, CacheLayer, CacheService, CachedRows, CachedSlot, Clock, Freshness,
-    Generations, Invalidator, ManualClock, NoCache, SlotKeys, SlotKind, SlotValue, SystemClock,
+    Generations, Invalidator, ManualClock, NoCache, RowChange, SlotKeys, SlotKind, SlotValue,
+    SystemClock,
 };
 pub use invalidate_on_event::{EventStats, EventStatus, InvalidateOnEvent, InvalidateOnEventLayer};
 pub use live_stream::{LiveEvent, LiveStream, ManualLiveStream};

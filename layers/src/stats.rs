@@ -35,6 +35,7 @@ pub struct Stats {
     writes_ok: AtomicU64,
     writes_failed: AtomicU64,
     invalidations: AtomicU64,
+    row_invalidations: AtomicU64,
     events_received: AtomicU64,
     stale_hits: AtomicU64,
     refreshes: AtomicU64,
@@ -69,6 +70,12 @@ pub struct StatsSnapshot {
     /// live event, when the event task (re)subscribes, and the retry that
     /// ends a bypass (`outcome="invalidated"`).
     pub invalidations: u64,
+    /// Successful invalidations that named one row, with row-level
+    /// invalidation on (after a write or on a live event): each dropped the
+    /// slots that row can change, or the whole cache_key where the backend
+    /// could not tell which (see [`RowChange`](crate::RowChange)). Not
+    /// counted in `invalidations`.
+    pub row_invalidations: u64,
     /// Live events taken from the stream by the event task (counted as they
     /// arrive, before their invalidation).
     pub events_received: u64,
@@ -102,6 +109,7 @@ impl Stats {
             writes_ok: get(&self.writes_ok),
             writes_failed: get(&self.writes_failed),
             invalidations: get(&self.invalidations),
+            row_invalidations: get(&self.row_invalidations),
             events_received: get(&self.events_received),
             stale_hits: get(&self.stale_hits),
             refreshes: get(&self.refreshes),
@@ -135,6 +143,10 @@ impl Stats {
 
     pub(crate) fn invalidated(&self) {
         self.invalidations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn rows_invalidated(&self) {
+        self.row_invalidations.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn stale_hit(&self) {

@@ -9,7 +9,7 @@ pub use moka::notification::RemovalCause;
 pub use moka::policy::EvictionPolicy;
 use vantage_core::{error, Result};
 use vantage_live_layers::cache::{split_key, Generations, Namespace, Peek, Ticket};
-use vantage_live_layers::{Cache, CachedRows, CachedSlot, SlotKind};
+use vantage_live_layers::{Cache, CachedRows, CachedSlot, RowChange, SlotKind};
 
 use super::slot_store::{weigh, SlotEntry, SlotId, SlotStore, Slots};
 
@@ -306,6 +306,9 @@ impl Cache for MemCache {
         let slot = typed(key, rows)?;
         let (namespace, within) = split_key(key);
         let namespace = self.inner.generations.namespace(namespace);
+        // Stored behind the row index's back: row-level drops fall back to
+        // whole ones until a whole drop.
+        namespace.stored_unrecorded();
         self.inner.store.put(&namespace, within, slot);
         Ok(())
     }
@@ -318,6 +321,26 @@ impl Cache for MemCache {
             .start_drop(prefix, false)
             .finish::<(), ()>(&Ok(()));
         Ok(())
+    }
+
+    /// Removes exactly the slots the change can make wrong, each under
+    /// moka's lock for its key (as fills run); the whole namespace if the
+    /// row index cannot tell.
+    async fn invalidate_rows(&self, namespace: &Arc<Namespace>, change: &RowChange) -> Result<()> {
+        let Some(drop) = namespace.start_row_drop(change) else {
+            return self
+                .invalidate_prefix(&format!("{}/", namespace.name()))
+                .await;
+        };
+        for slot in drop.slots() {
+            self.inner.store.remove(namespace, slot);
+        }
+        drop.finish::<(), ()>(&Ok(()));
+        Ok(())
+    }
+
+    fn drops_rows(&self) -> bool {
+        true
     }
 
     fn generations(&self) -> Option<&Generations> {

@@ -139,6 +139,17 @@ impl SlotStore {
         stored
     }
 
+    /// Remove `slot` of `namespace` from its current epoch (a row-level
+    /// drop), under moka's lock for the key, like fills.
+    pub(crate) fn remove(&self, namespace: &Namespace, slot: &str) {
+        let id = self.id(namespace, namespace.epoch(), slot);
+        self.slots.entry(id).and_compute_with(|entry| match entry {
+            // A hash collision removes another slot: a cache may drop more.
+            Some(_) => Op::Remove,
+            None => Op::Nop,
+        });
+    }
+
     /// Store `value` under `slot` in the current epoch, unconditionally (the
     /// seed's `put`).
     pub(crate) fn put(&self, namespace: &Namespace, slot: &str, value: CachedSlot) {

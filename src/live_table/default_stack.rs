@@ -84,6 +84,8 @@ pub(super) struct Config {
     events: Option<InvalidateOnEventLayer>,
     /// Max age, stale-while-revalidate window and clock of the cache layer.
     freshness: Freshness,
+    /// Writes and events that name a row drop only what it can change.
+    row_invalidation: bool,
 }
 
 impl Config {
@@ -99,6 +101,7 @@ impl Config {
             publisher: None,
             events: None,
             freshness: Freshness::default(),
+            row_invalidation: false,
         }
     }
 }
@@ -143,6 +146,11 @@ impl LiveTable {
             self.shared.cache.slot_keys().cache_key().to_owned(),
         )
         .with_freshness(config.freshness.clone());
+        let cache = if config.row_invalidation {
+            cache.with_row_invalidation()
+        } else {
+            cache
+        };
         config.events = config
             .live_stream
             .clone()
@@ -184,6 +192,45 @@ impl LiveTable {
     /// [`LiveTable::stats`] counts stale hits and refreshes.
     pub fn with_stale_while_revalidate(self, window: Duration) -> Self {
         self.rebuild(|c| c.freshness = c.freshness.clone().with_stale_while_revalidate(window))
+    }
+
+    /// Drop only the cached slots a change to one row can make wrong,
+    /// instead of the whole cache_key, after a `patch`, `insert`, `replace`,
+    /// `delete` or `insert_return_id` through this table (or any table
+    /// sharing its cache and cache_key) and on a live event that names a
+    /// row. Scrolling back over pages after editing one row then reads the
+    /// master for the page that holds the row only.
+    ///
+    /// Which slots survive which change, and why none of them can answer
+    /// differently from the master:
+    ///
+    /// - a `patch` (or an `Updated` event) drops every slot holding the row
+    ///   and every conditioned list and count; plain pages and lists that
+    ///   do not hold the row, the plain count, and other rows' `get` slots
+    ///   stay;
+    /// - a `delete` drops the row's slots, counts, unpaginated lists, and
+    ///   the pages from the first page that held the row on (pages before
+    ///   it keep their rows);
+    /// - an `insert`, `replace` or `insert_return_id` drops every list and
+    ///   count (the row can land anywhere; SQLite's replace is a delete and
+    ///   an insert) and the row's own `get` slots; other rows' `get` slots
+    ///   stay.
+    ///
+    /// **Use it only over a master whose row order does not depend on
+    /// fields a patch changes** (vantage-redb's key order, a SQL table
+    /// ordered by its id; not PostgreSQL without an order, which may move an
+    /// updated row) and whose own conditions a patch cannot flip: the cache
+    /// cannot see either. Everything else falls back to dropping the whole
+    /// cache_key: `delete_all`, a bare `Changed` event, a write that
+    /// overlapped another write on the same cache and cache_key, and any
+    /// backend that cannot vouch for what its slots hold (`RedisCache`,
+    /// `TieredCache`, slots an earlier run left in a `RedbCache`, until the
+    /// first whole drop). See
+    /// [`CacheLayer::with_row_invalidation`](crate::CacheLayer::with_row_invalidation)
+    /// and [`RowChange`](crate::RowChange). [`LiveTable::stats`] counts
+    /// them as `row_invalidations`.
+    pub fn with_row_invalidation(self) -> Self {
+        self.rebuild(|c| c.row_invalidation = true)
     }
 
     /// Age and stamp cached slots by `clock` instead of the system's wall

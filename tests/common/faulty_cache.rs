@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, watch, Semaphore};
 use vantage_core::Result;
 use vantage_live::cache::{Generations, Namespace, Peek, Prefix, Ticket};
-use vantage_live::{Cache, CachedRows, CachedSlot, SlotKind, SlotValue};
+use vantage_live::{Cache, CachedRows, CachedSlot, RowChange, SlotKind, SlotValue};
 
 use super::rng::Rng;
 
@@ -274,6 +274,27 @@ impl Cache for FaultyCache {
             release.acquire().await.expect("never closed").forget();
         }
         result
+    }
+
+    /// Row-level drops fail like `invalidate_prefix` (counted with it):
+    /// the generation moved, the slots still there, the cache_key unclean.
+    async fn invalidate_rows(&self, namespace: &Arc<Namespace>, change: &RowChange) -> Result<()> {
+        self.calls.invalidate.fetch_add(1, Ordering::SeqCst);
+        if !self.fails(&self.invalidate) {
+            return self.inner.invalidate_rows(namespace, change).await;
+        }
+        match namespace.start_row_drop(change) {
+            Some(drop) => drop.finish::<(), ()>(&Err(())),
+            None => {
+                let generation = namespace.start_drop(false);
+                namespace.end_drop(generation, false, false);
+            }
+        }
+        Err(Self::injected("invalidate_rows"))
+    }
+
+    fn drops_rows(&self) -> bool {
+        self.inner.drops_rows()
     }
 
     fn generations(&self) -> Option<&Generations> {

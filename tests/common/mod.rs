@@ -13,6 +13,7 @@ pub mod proxy;
 pub mod recording;
 pub mod redis;
 pub mod rng;
+pub mod scroll;
 pub mod slots;
 pub mod stacks;
 pub mod surreal;

@@ -7,6 +7,7 @@ use vantage_core::{error, Result};
 
 use super::cached::{CachedRows, CachedSlot, SlotKind};
 use super::generations::{Generations, Namespace, Ticket};
+use super::row_index::RowChange;
 use super::slot::escape;
 
 /// What [`Cache::peek`] found without waiting.
@@ -171,6 +172,33 @@ pub trait Cache: Send + Sync {
             Some(rows) => self.put(key, rows).await.map(|()| true),
             None => Ok(false),
         }
+    }
+
+    /// Drop the slots of `namespace` that `change` can make wrong, and no
+    /// others if the backend can (see [`RowChange`] for which slots those
+    /// are), fenced as [`invalidate_prefix`](Cache::invalidate_prefix) is.
+    ///
+    /// A backend that answers [`drops_rows`](Cache::drops_rows) with `true`
+    /// implements it with [`Namespace::start_row_drop`]: if that answers
+    /// `None`, it drops the whole namespace; otherwise it drops exactly the
+    /// slots named, atomically with respect to fills of each slot, and
+    /// settles with [`RowDrop::finish`](super::RowDrop::finish). The
+    /// default drops the whole namespace (a cache may always drop more than
+    /// asked).
+    async fn invalidate_rows(&self, namespace: &Arc<Namespace>, change: &RowChange) -> Result<()> {
+        let _ = change;
+        self.invalidate_prefix(&format!("{}/", namespace.name()))
+            .await
+    }
+
+    /// Whether [`invalidate_rows`](Cache::invalidate_rows) can drop less
+    /// than the whole namespace: every slot this backend answers went
+    /// through [`fill`](Cache::fill) on this instance (or a raw
+    /// [`put`](Cache::put), which it reports with
+    /// [`Namespace::stored_unrecorded`]). A backend shared by processes
+    /// cannot say that and answers `false`, the default.
+    fn drops_rows(&self) -> bool {
+        false
     }
 
     /// Whether this backend keeps what it is given. A backend that answers

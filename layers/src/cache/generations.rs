@@ -82,6 +82,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::SystemTime;
 
 use super::flight::Flights;
+use super::row_index::{RowChange, RowIndex};
 use super::slot::{Prefix, Scope};
 
 /// The invalidation state of every namespace of one backend instance.
@@ -264,6 +265,14 @@ pub struct Namespace {
     stale_before: AtomicU64,
     /// Master reads in progress.
     pub(crate) flights: Mutex<Flights>,
+    /// What each stored slot holds, for row-level drops; locked around
+    /// every generation move, so that a fill recorded before its store is
+    /// seen by every row-level drop its store does not lose to.
+    rows: Mutex<RowIndex>,
+    /// Writes through cache layers in progress, and writes started so far:
+    /// a write that overlapped another does not drop at row level.
+    writes_active: AtomicU64,
+    writes_started: AtomicU64,
 }
 
 impl Namespace {
@@ -277,6 +286,9 @@ impl Namespace {
             fills: AtomicU64::new(0),
             stale_before: AtomicU64::new(0),
             flights: Mutex::new(Flights::default()),
+            rows: Mutex::new(RowIndex::default()),
+            writes_active: AtomicU64::new(0),
+            writes_started: AtomicU64::new(0),
         }
     }
 
@@ -353,11 +365,25 @@ impl Namespace {
     /// Returns the new generation; settle the invalidation with
     /// [`Namespace::end_drop`].
     pub fn start_drop(&self, whole: bool) -> u64 {
+        if !whole {
+            return self.advance(false);
+        }
+        let mut rows = self.row_index();
+        let generation = self.advance(true);
+        rows.whole_drop_started();
+        generation
+    }
+
+    fn advance(&self, whole: bool) -> u64 {
         let generation = self.generation.fetch_add(1, Ordering::SeqCst) + 1;
         if whole {
             self.epoch.fetch_add(1, Ordering::SeqCst);
         }
         generation
+    }
+
+    fn row_index(&self) -> std::sync::MutexGuard<'_, RowIndex> {
+        self.rows.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// End the invalidation that [`started`](Namespace::start_drop) at
@@ -370,7 +396,88 @@ impl Namespace {
         } else {
             self.mark_unclean(generation);
         }
-        self.start_drop(whole);
+        if whole {
+            let mut rows = self.row_index();
+            self.advance(true);
+            rows.whole_drop_ended(dropped);
+        } else {
+            self.advance(false);
+        }
+    }
+
+    /// Start a row-level invalidation: if this namespace's row index
+    /// vouches for every slot the store may answer, move the generation
+    /// (fencing every fill in flight, as any invalidation does) and answer
+    /// the slots `change` can make wrong (see [`RowChange`] for which);
+    /// drop exactly those, then settle with [`RowDrop::finish`]. `None`
+    /// (nothing moved) when the index cannot tell: drop the whole namespace
+    /// instead.
+    ///
+    /// The index vouches only after a cache layer enabled it
+    /// ([`CacheLayer::with_row_invalidation`](super::CacheLayer::with_row_invalidation))
+    /// before any slot was stored unrecorded: a raw `put`
+    /// ([`Namespace::stored_unrecorded`]), slots an earlier process left in
+    /// a persistent store, more slots than it keeps, or a whole drop that
+    /// failed each make it stop vouching until a whole drop succeeds.
+    pub fn start_row_drop(self: &Arc<Self>, change: &RowChange) -> Option<RowDrop> {
+        let mut rows = self.row_index();
+        if !rows.vouches() {
+            return None;
+        }
+        // Under the index lock: a fill records its slot under it before it
+        // checks its ticket, so either we see the record or it sees this
+        // move (and stores nothing).
+        let generation = self.advance(false);
+        let slots = rows.take(change);
+        Some(RowDrop {
+            namespace: self.clone(),
+            generation,
+            slots,
+        })
+    }
+
+    /// Record that a slot holding `rows` is about to be stored (the cache
+    /// layer calls this before every fill, whether or not row-level drops
+    /// are on: a fill the index never saw stops it from vouching).
+    pub(crate) fn record_fill<'a>(&self, slot: &str, rows: impl Iterator<Item = &'a str>) {
+        self.row_index().record(slot, rows);
+    }
+
+    /// Turn the row index on (a cache layer with row-level invalidation
+    /// does). It vouches at once only if no slot of this namespace was ever
+    /// stored.
+    pub(crate) fn enable_row_index(&self) {
+        let mut rows = self.row_index();
+        let nothing_stored = self.fills() == 0;
+        rows.enable(nothing_stored);
+    }
+
+    /// A slot is being stored that the row index does not see (a raw
+    /// [`Cache::put`](super::Cache::put)), or the store holds slots from
+    /// before this process (call it when a persistent backend opens over
+    /// them): row-level drops fall back to whole ones until a whole drop
+    /// succeeds.
+    pub fn stored_unrecorded(&self) {
+        self.row_index().unrecorded_store();
+    }
+
+    /// A write through a cache layer starts: whether another one is in
+    /// progress, and this write's place among those started.
+    pub(crate) fn write_started(&self) -> WriteSpan {
+        let others = self.writes_active.fetch_add(1, Ordering::SeqCst) > 0;
+        let number = self.writes_started.fetch_add(1, Ordering::SeqCst) + 1;
+        WriteSpan { others, number }
+    }
+
+    /// Whether the write that started as `span` overlapped no other write
+    /// so far (call it after the master answered, before invalidating).
+    pub(crate) fn write_alone(&self, span: &WriteSpan) -> bool {
+        !span.others && self.writes_started.load(Ordering::SeqCst) == span.number
+    }
+
+    /// The write that started as `span` is over (invalidated or not).
+    pub(crate) fn write_ended(&self) {
+        self.writes_active.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// The invalidation that started at `generation` dropped what it had to:
@@ -408,6 +515,54 @@ impl fmt::Debug for Namespace {
             .field("unclean", &self.is_unclean())
             .finish()
     }
+}
+
+/// A row-level invalidation in progress (see
+/// [`Namespace::start_row_drop`]): drop its [`slots`](RowDrop::slots), then
+/// settle it with [`RowDrop::finish`].
+#[must_use = "drop the slots, then settle with `finish`"]
+pub struct RowDrop {
+    namespace: Arc<Namespace>,
+    generation: u64,
+    slots: Vec<Arc<str>>,
+}
+
+impl RowDrop {
+    /// The slots to drop, within the namespace (after `<namespace>/`).
+    pub fn slots(&self) -> &[Arc<str>] {
+        &self.slots
+    }
+
+    /// Settle it: on failure the namespace is unclean (reads bypass the
+    /// backend) until an invalidation started later succeeds.
+    ///
+    /// A success does not clean a namespace an earlier failure left
+    /// unclean: only a whole drop removes what that one failed to.
+    pub fn finish<T, E>(self, outcome: &Result<T, E>) {
+        let namespace = &self.namespace;
+        if outcome.is_err() {
+            namespace.mark_unclean(self.generation);
+            // The index no longer lists the slots that may remain.
+            namespace.row_index().forget();
+        }
+        namespace.advance(false);
+    }
+}
+
+impl fmt::Debug for RowDrop {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RowDrop")
+            .field("namespace", &self.namespace.name())
+            .field("slots", &self.slots.len())
+            .finish()
+    }
+}
+
+/// Where a write stood among the writes of its namespace when it started.
+#[derive(Debug)]
+pub(crate) struct WriteSpan {
+    others: bool,
+    number: u64,
 }
 
 /// Where invalidations of a namespace stood when a read missed: what its

@@ -3,6 +3,7 @@ use std::sync::Arc;
 
 use vantage_core::Result;
 
+use super::row_index::RowChange;
 use super::service::Shared;
 use crate::stats::Stats;
 
@@ -34,6 +35,19 @@ impl Invalidator {
     /// backend's.
     pub async fn invalidate(&self) -> Result<()> {
         self.shared.invalidate().await
+    }
+
+    /// Drop what a change to one row can make wrong: with row-level
+    /// invalidation on (see
+    /// [`CacheLayer::with_row_invalidation`](super::CacheLayer::with_row_invalidation)),
+    /// only the slots [`RowChange`] names; otherwise the whole cache_key, as
+    /// [`invalidate`](Invalidator::invalidate) does. Errors as for
+    /// `invalidate`.
+    ///
+    /// The event layer calls it for `Inserted`, `Updated` and `Deleted`
+    /// events.
+    pub async fn invalidate_row(&self, change: &RowChange) -> Result<()> {
+        self.shared.invalidate_change(Some(change)).await
     }
 
     /// Mark every slot of the cache_key filled so far as stale, if the

@@ -96,6 +96,43 @@ impl CacheLayer {
         }
     }
 
+    /// Drop only the slots a change to one row can make wrong, instead of
+    /// the whole cache_key, after a write or a live event that names the
+    /// row (`patch`, `insert`, `replace`, `delete`, `insert_return_id`;
+    /// `Updated`, `Inserted`, `Deleted`). [`RowChange`](super::RowChange)
+    /// lists which slots survive which change, and why.
+    ///
+    /// Turn it on only over a master whose order does not depend on the
+    /// fields a `patch` changes (vantage-redb's key order; a SQL table
+    /// ordered by its id): the layer cannot see the master's order, and a
+    /// patch that moves a row would leave pages that do not hold it
+    /// unchanged in the cache. Conditions baked into the master (not into
+    /// the view) count the same way: a patch must not move a row in or out.
+    ///
+    /// Falls back to dropping the whole cache_key for `delete_all`, a bare
+    /// `Changed` event, a write that overlapped another write through any
+    /// stack sharing the backend and cache_key, and whenever the backend
+    /// cannot vouch for what its slots hold: a backend shared by processes
+    /// (`RedisCache`, `TieredCache`), slots an earlier process left in a
+    /// `RedbCache` file (until the first whole drop), raw
+    /// [`Cache::put`](super::Cache::put)s, and slots filled before any layer
+    /// turned it on. Within those limits every guarantee of the layer holds
+    /// as it does without it.
+    ///
+    /// A setting: call it before building services; the layer it returns
+    /// shares this one's backend state and counters.
+    pub fn with_row_invalidation(self) -> Self {
+        Self {
+            shared: Arc::new(self.shared.with_row_invalidation()),
+        }
+    }
+
+    /// Whether writes and events that name a row drop only what it can
+    /// change (see [`CacheLayer::with_row_invalidation`]).
+    pub fn row_invalidation(&self) -> bool {
+        self.shared.row_invalidation
+    }
+
     /// The freshness policy (the default keeps slots until invalidated).
     pub fn freshness(&self) -> &Freshness {
         &self.shared.freshness

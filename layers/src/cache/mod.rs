@@ -154,15 +154,17 @@ mod group;
 mod invalidator;
 mod layer;
 mod legacy;
+mod row_index;
 mod service;
 mod slot;
 
 pub use self::backend::{Cache, NoCache, Peek};
 pub use self::cached::{CachedRows, CachedSlot, SlotKind, SlotValue, COUNT_ROW};
 pub use self::freshness::{Clock, Freshness, ManualClock, SystemClock};
-pub use self::generations::{DropGuard, Generations, Namespace, Ticket};
+pub use self::generations::{DropGuard, Generations, Namespace, RowDrop, Ticket};
 pub use self::group::CacheGroup;
 pub use self::invalidator::Invalidator;
 pub use self::layer::CacheLayer;
+pub use self::row_index::RowChange;
 pub use self::service::CacheService;
 pub use self::slot::{split_key, Prefix, Scope, SlotKeys};

@@ -14,8 +14,9 @@ use super::freshness::{Age, Freshness};
 use super::future::ResponseFuture;
 use super::generations::{Namespace, Ticket};
 use super::legacy::LayerFenced;
-use super::slot::SlotKeys;
-use crate::request::{Request, Response};
+use super::row_index::RowChange;
+use super::slot::{split_key, SlotKeys};
+use crate::request::{Request, Response, WriteRequest};
 use crate::stats::Stats;
 
 /// State shared by every clone of one [`CacheLayer`](super::CacheLayer) and
@@ -33,6 +34,9 @@ pub(crate) struct Shared {
     pub(crate) namespace: Arc<Namespace>,
     /// How old a slot may be, and the clock that says.
     pub(crate) freshness: Freshness,
+    /// Writes and events that name a row drop only the slots it can
+    /// change, where the backend can (see [`RowChange`]).
+    pub(crate) row_invalidation: bool,
 }
 
 impl Shared {
@@ -54,6 +58,7 @@ impl Shared {
             stats: Arc::new(Stats::new()),
             namespace,
             freshness: Freshness::default(),
+            row_invalidation: false,
         }
     }
 
@@ -67,6 +72,19 @@ impl Shared {
             stats: self.stats.clone(),
             namespace: self.namespace.clone(),
             freshness,
+            row_invalidation: self.row_invalidation,
+        }
+    }
+
+    /// The same layer state with row-level invalidation on (it turns the
+    /// namespace's row index on, if the backend can drop rows).
+    pub(crate) fn with_row_invalidation(&self) -> Self {
+        if self.fenced.drops_rows() {
+            self.namespace.enable_row_index();
+        }
+        Self {
+            row_invalidation: true,
+            ..self.with_freshness(self.freshness.clone())
         }
     }
 
@@ -98,6 +116,36 @@ impl Shared {
             .await;
         match &outcome {
             Ok(()) => self.stats.invalidated(),
+            Err(_) => self.namespace.poison(),
+        }
+        outcome
+    }
+
+    /// Drop what `change` can make wrong: with row-level invalidation on
+    /// and a backend that drops rows, the slots [`RowChange`] says (or the
+    /// whole cache_key, if the backend's index cannot tell); otherwise, or
+    /// without a change (`delete_all`, a bare `Changed` event), the whole
+    /// cache_key. Failures leave the namespace unclean, as
+    /// [`Shared::invalidate`] does.
+    pub(crate) async fn invalidate_change(
+        &self,
+        change: Option<&RowChange>,
+    ) -> vantage_core::Result<()> {
+        let Some(change) = change.filter(|_| self.row_invalidation && self.fenced.drops_rows())
+        else {
+            return self.invalidate().await;
+        };
+        let outcome = self
+            .fenced
+            .invalidate_rows(&self.namespace, change)
+            .instrument(tracing::debug_span!(
+                "cache.invalidate_rows",
+                change = change.kind(),
+                id = change.id()
+            ))
+            .await;
+        match &outcome {
+            Ok(()) => self.stats.rows_invalidated(),
             Err(_) => self.namespace.poison(),
         }
         outcome
@@ -633,6 +681,19 @@ impl Read {
             tracing::debug!(cache_key, slot = %key, "invalidated while reading; not filling");
             return;
         }
+        if shared.fenced.drops_rows() {
+            // Before the store: see `Namespace::start_row_drop`.
+            let within = split_key(key).1;
+            match (&value, &self.request) {
+                (SlotValue::Rows(rows), _) => {
+                    namespace.record_fill(within, rows.keys().map(String::as_str))
+                }
+                (_, Request::Get { id, .. }) => {
+                    namespace.record_fill(within, std::iter::once(id.as_str()))
+                }
+                _ => namespace.record_fill(within, std::iter::empty()),
+            }
+        }
         let stored = shared
             .fenced
             .fill(
@@ -675,6 +736,13 @@ where
     // guard poisons the namespace so reads bypass it until an invalidation
     // succeeds.
     let guard = Unsettled(&shared);
+    let span = InProgress::new(&shared.namespace);
+    // What the write will have changed, noted before it moves (without its
+    // record): only with row-level invalidation on.
+    let planned = match &request {
+        Request::Write(write) if shared.row_invalidation => Some(Planned::of(write)),
+        _ => None,
+    };
     let outcome = inner.oneshot(request).await.map_err(Into::into);
     std::mem::forget(guard);
     let response = match outcome {
@@ -687,7 +755,15 @@ where
             return Err(error);
         }
     };
-    if let Err(error) = shared.invalidate().await {
+    // A row-level drop only for a write that overlapped no other: another
+    // write's change may already be at the master with its invalidation
+    // still to come, and slots this one keeps may hold what it changed.
+    let change = planned
+        .and_then(|planned| planned.after(&response))
+        .filter(|_| shared.namespace.write_alone(&span.span));
+    let outcome = shared.invalidate_change(change.as_ref()).await;
+    drop(span);
+    if let Err(error) = outcome {
         tracing::warn!(
             cache_key = shared.keys.cache_key(),
             %error,
@@ -695,9 +771,65 @@ where
              reads bypass the cache until an invalidation succeeds"
         );
     } else {
-        tracing::debug!(cache_key = shared.keys.cache_key(), outcome = "invalidated");
+        tracing::debug!(
+            cache_key = shared.keys.cache_key(),
+            outcome = "invalidated",
+            rows = change.as_ref().map(RowChange::id)
+        );
     }
     Ok(response)
+}
+
+/// The row a write changes, as far as the request says it.
+enum Planned {
+    Row(RowChange),
+    /// `insert_return_id`: the response names the row.
+    ReturnedId,
+    /// `delete_all`.
+    Rows,
+}
+
+impl Planned {
+    fn of(write: &WriteRequest) -> Self {
+        match write {
+            WriteRequest::Patch { id, .. } => Planned::Row(RowChange::Updated(id.clone())),
+            WriteRequest::Insert { id, .. } | WriteRequest::Replace { id, .. } => {
+                Planned::Row(RowChange::Inserted(id.clone()))
+            }
+            WriteRequest::Delete { id } => Planned::Row(RowChange::Deleted(id.clone())),
+            WriteRequest::InsertReturnId { .. } => Planned::ReturnedId,
+            WriteRequest::DeleteAll { .. } => Planned::Rows,
+        }
+    }
+
+    fn after(self, response: &Response) -> Option<RowChange> {
+        match (self, response) {
+            (Planned::Row(change), _) => Some(change),
+            (Planned::ReturnedId, Response::Id(id)) => Some(RowChange::Inserted(id.clone())),
+            _ => None,
+        }
+    }
+}
+
+/// A write in progress in its namespace, until dropped.
+struct InProgress<'a> {
+    namespace: &'a Namespace,
+    span: super::generations::WriteSpan,
+}
+
+impl<'a> InProgress<'a> {
+    fn new(namespace: &'a Namespace) -> Self {
+        Self {
+            span: namespace.write_started(),
+            namespace,
+        }
+    }
+}
+
+impl Drop for InProgress<'_> {
+    fn drop(&mut self) {
+        self.namespace.write_ended();
+    }
 }
 
 /// Poisons the namespace if dropped: armed while a write is in flight.

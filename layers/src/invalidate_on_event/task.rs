@@ -12,7 +12,7 @@ use tracing::Instrument;
 
 use super::status::{EventStats, EventStatus};
 use crate::backoff::{Backoff, BackoffPolicy};
-use crate::cache::Invalidator;
+use crate::cache::{Invalidator, RowChange};
 use crate::live_stream::{LiveEvent, LiveStream};
 
 /// Everything the task needs, held until it is spawned.
@@ -128,10 +128,12 @@ async fn invalidate(
 ) {
     // On (re)subscribing, slots filled before are marked stale where the
     // cache layer serves stale slots while it refreshes them, else dropped.
-    let outcome = if event.is_none() {
-        invalidator.mark_stale().await
-    } else {
-        invalidator.invalidate().await
+    let outcome = match event.map(RowChange::of_event) {
+        None => invalidator.mark_stale().await,
+        // Only the slots the row can change, where the cache layer drops
+        // rows (else the whole cache_key).
+        Some(Some(change)) => invalidator.invalidate_row(&change).await,
+        Some(None) => invalidator.invalidate().await,
     };
     match outcome {
         Ok(()) => tracing::debug!(

@@ -63,6 +63,8 @@ pub(super) enum Doomed<'a> {
     Table,
     /// The slots whose key starts with this.
     Prefix(&'a str),
+    /// Exactly these slots.
+    Slots(&'a [Arc<str>]),
 }
 
 impl Disk {
@@ -224,6 +226,17 @@ impl Disk {
             }
             Doomed::Prefix(within) => {
                 remove_prefix(&txn, &name, within)?;
+                false
+            }
+            Doomed::Slots(slots) => {
+                let mut table = txn
+                    .open_table(slots_table(&name))
+                    .map_err(|e| redb_error("redb cache: cannot open table", e))?;
+                for slot in slots {
+                    table
+                        .remove(&**slot)
+                        .map_err(|e| redb_error("redb cache: remove failed", e))?;
+                }
                 false
             }
         };

@@ -5,7 +5,7 @@ mod open;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -14,7 +14,7 @@ use vantage_core::{error, Result};
 use vantage_live_layers::cache::{
     split_key, Generations, Namespace, Peek, Prefix, Scope, SlotKeys, Ticket,
 };
-use vantage_live_layers::{Cache, CachedRows, CachedSlot};
+use vantage_live_layers::{Cache, CachedRows, CachedSlot, RowChange};
 
 use self::disk::{Disk, Doomed};
 pub use self::open::OpenCacheError;
@@ -78,13 +78,34 @@ pub struct RedbCache {
     inner: Arc<Inner>,
     /// Decoded slots kept in memory in front of the file (see
     /// [`RedbCache::with_memory_front`]).
-    front: Option<SlotStore>,
+    front: Option<Arc<SlotStore>>,
 }
 
 struct Inner {
     disk: Disk,
     folder: PathBuf,
     generations: Generations,
+    /// Every clone's front, so that a row-level drop reaches them all (a
+    /// whole drop reaches them through the namespace's epoch).
+    fronts: Mutex<Vec<Weak<SlotStore>>>,
+}
+
+impl Inner {
+    /// A new front, known to row-level drops.
+    fn front(&self, max_weight: u64) -> Arc<SlotStore> {
+        let front = Arc::new(SlotStore::new(
+            MemCacheBuilder::default().max_weight(max_weight).slots(),
+        ));
+        let mut fronts = self.fronts.lock().unwrap_or_else(|e| e.into_inner());
+        fronts.retain(|f| f.strong_count() > 0);
+        fronts.push(Arc::downgrade(&front));
+        front
+    }
+
+    fn fronts(&self) -> Vec<Arc<SlotStore>> {
+        let fronts = self.fronts.lock().unwrap_or_else(|e| e.into_inner());
+        fronts.iter().filter_map(Weak::upgrade).collect()
+    }
 }
 
 impl RedbCache {
@@ -111,13 +132,20 @@ impl RedbCache {
                 })
             }
         };
+        let generations = Generations::new();
+        // What an earlier process left: no row index knows what it holds.
+        for namespace in disk.holding(&Prefix::parse("")) {
+            generations.namespace(&namespace).stored_unrecorded();
+        }
+        let inner = Arc::new(Inner {
+            disk,
+            folder,
+            generations,
+            fronts: Mutex::new(Vec::new()),
+        });
         Ok(Self {
-            inner: Arc::new(Inner {
-                disk,
-                folder,
-                generations: Generations::new(),
-            }),
-            front: Some(front(DEFAULT_FRONT_WEIGHT)),
+            front: Some(inner.front(DEFAULT_FRONT_WEIGHT)),
+            inner,
         })
     }
 
@@ -133,7 +161,7 @@ impl RedbCache {
     /// front of its own (clones taken from it share it). The front is empty
     /// after a restart; the file is what survives.
     pub fn with_memory_front(mut self, max_weight: u64) -> Self {
-        self.front = (max_weight > 0).then(|| front(max_weight));
+        self.front = (max_weight > 0).then(|| self.inner.front(max_weight));
         self
     }
 
@@ -180,10 +208,6 @@ impl RedbCache {
     }
 }
 
-fn front(max_weight: u64) -> SlotStore {
-    SlotStore::new(MemCacheBuilder::default().max_weight(max_weight).slots())
-}
-
 impl fmt::Debug for RedbCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedbCache")
@@ -206,6 +230,9 @@ impl Cache for RedbCache {
     async fn put(&self, key: &str, rows: CachedRows) -> Result<()> {
         let slot = typed(key, rows)?;
         let (namespace, within) = self.namespace(key);
+        // Stored behind the row index's back: row-level drops fall back to
+        // whole ones until a whole drop.
+        namespace.stored_unrecorded();
         let (ns, name, value) = (namespace.clone(), within.clone(), slot.clone());
         self.blocking(move |disk| {
             let bytes = value.to_cbor()?;
@@ -266,6 +293,47 @@ impl Cache for RedbCache {
         };
         drop.finish(&outcome);
         outcome
+    }
+
+    /// Removes exactly the slots the change can make wrong from the file
+    /// (one write transaction) and from every clone's front; the whole
+    /// cache_key if the row index cannot tell (slots an earlier process
+    /// left included, until the first whole drop).
+    async fn invalidate_rows(&self, namespace: &Arc<Namespace>, change: &RowChange) -> Result<()> {
+        let Some(drop) = namespace.start_row_drop(change) else {
+            return self
+                .invalidate_prefix(&format!("{}/", namespace.name()))
+                .await;
+        };
+        let slots: Vec<Arc<str>> = drop.slots().to_vec();
+        let name = namespace.name().to_owned();
+        let on_disk = !self
+            .inner
+            .disk
+            .holding(&Prefix::parse(&format!("{name}/")))
+            .is_empty();
+        let outcome = if on_disk && !slots.is_empty() {
+            let slots = slots.clone();
+            self.blocking(move |disk| disk.drop_slots(&name, Doomed::Slots(&slots)))
+                .await
+        } else {
+            Ok(())
+        };
+        // Settled (the generation moved again) before the fronts are
+        // cleared: a lookup that read a doomed slot from the file before it
+        // went either copies it into a front before this point (and the
+        // removal below takes it out) or is refused by the move.
+        drop.finish(&outcome);
+        for front in self.inner.fronts() {
+            for slot in &slots {
+                front.remove(namespace, slot);
+            }
+        }
+        outcome
+    }
+
+    fn drops_rows(&self) -> bool {
+        true
     }
 
     fn generations(&self) -> Option<&Generations> {
