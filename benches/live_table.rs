@@ -118,6 +118,7 @@ fn layers(c: &mut Criterion) {
     let key = live.page_cache_key(None);
     rt.block_on(async {
         depths.ready().await;
+        live_events.start_live_stream();
         let mut status = live_events.live_stream_status().unwrap();
         status.wait_for(|s| s.subscriptions >= 1).await.unwrap();
         list_through(&depths.core).await.unwrap();

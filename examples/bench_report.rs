@@ -15,8 +15,8 @@
 //! `--profile <scenario>` runs one variant alone for a few seconds, for a
 //! profiler (`perf record`, `valgrind --tool=callgrind`); see [`profile`].
 //!
-//! `--only hits,layers,per-layer,slots,inserts,concurrent,memory` runs some
-//! sections.
+//! `--only hits,layers,per-layer,slots,inserts,freshness,concurrent,memory`
+//! runs some sections.
 //!
 //! `--plot FILE.svg` also draws the per-layer table as a stacked bar chart.
 //!
@@ -76,8 +76,8 @@ fn main() {
         ..Report::default()
     };
 
-    // `--only hits,layers,per-layer,slots,inserts,concurrent,memory` runs a
-    // subset.
+    // `--only hits,layers,per-layer,slots,inserts,freshness,concurrent,memory`
+    // runs a subset.
     let only = args
         .iter()
         .position(|a| a == "--only")
@@ -102,6 +102,10 @@ fn main() {
     }
     if run("inserts") {
         inserts(&mut report);
+    }
+    if run("freshness") {
+        scroll_and_edit(&mut report);
+        stale_hits(&mut report);
     }
     if run("concurrent") {
         concurrent_cold_reads(&mut report);
@@ -457,6 +461,7 @@ fn layers(report: &mut Report) {
         // Each event task drops the cache_key once it subscribes: wait for
         // them, then fill the shared slot once; every stack below reads it.
         depths.ready().await;
+        live_events.start_live_stream();
         let mut status = live_events.live_stream_status().expect("live stream");
         status.wait_for(|s| s.subscriptions >= 1).await.unwrap();
         list_through(&depths.core).await.unwrap();
@@ -975,6 +980,187 @@ fn inserts(report: &mut Report) {
                 fmt_ratio(paired_ratio(ours, pred)),
             );
         }
+    }
+}
+
+// ------------------------------------------------ freshness and precision
+
+/// Pages of the scroll-and-edit workload, and rows per page.
+const SCROLL_PAGES: i64 = 20;
+const SCROLL_IPP: i64 = 10;
+
+/// Scroll 20 pages of 10, patch one row on page 3, scroll the 20 pages
+/// again: how many master reads the second pass makes, with and without row
+/// invalidation (and for the predecessor), over a redb master of 200 rows.
+fn scroll_and_edit(report: &mut Report) {
+    use vantage_dataset::prelude::WritableValueSet;
+    use vantage_table::any::AnyTable;
+    use vantage_table::pagination::Pagination;
+    use vantage_table::traits::table_like::TableLike;
+
+    let rt = support::runtime();
+    eprintln!("[scroll and edit] (load {})", load());
+    let master = rt.block_on(Master::with_rows((SCROLL_PAGES * SCROLL_IPP) as usize));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let redb = RedbCache::open(dir.path()).expect("redb cache");
+    let edited = row_id((2 * SCROLL_IPP) as u64); // the first row of page 3
+    let mut price = 0i64;
+    let mut patch = move || {
+        price += 1;
+        let mut record = vantage_types::Record::new();
+        record.insert("price".to_string(), ciborium::Value::Integer(price.into()));
+        record
+    };
+    let variants: [(&str, &str); 4] = [
+        ("ours, row invalidation, `MemCache`", "mem-rows"),
+        ("ours, row invalidation, `RedbCache`", "redb-rows"),
+        ("ours, default (whole cache_key), `MemCache`", "mem"),
+        ("predecessor, `MemCache`", "pred"),
+    ];
+    for (name, which) in variants {
+        let (table, probe) = Remote::wrap(master.table.clone(), Duration::ZERO);
+        let key = format!("{CACHE_KEY}-scroll-{which}");
+        let second_pass = rt.block_on(async {
+            // Either LiveTable, as the `AnyTable` UI code holds.
+            let live = match which {
+                "pred" => AnyTable::from_table_like(predecessor::LiveTable::new(
+                    table,
+                    key,
+                    Arc::new(predecessor::cache::MemCache::new()),
+                )),
+                _ => {
+                    let cache: Arc<dyn Cache> = match which {
+                        "redb-rows" => Arc::new(redb.clone()),
+                        _ => Arc::new(MemCache::new()),
+                    };
+                    let live = LiveTable::new(table, key, cache);
+                    AnyTable::from_table_like(if which.ends_with("rows") {
+                        live.with_row_invalidation()
+                    } else {
+                        live
+                    })
+                }
+            };
+            let scroll = || async {
+                for page in 1..=SCROLL_PAGES {
+                    let mut ui = live.clone();
+                    ui.set_pagination(Some(Pagination::new(page, SCROLL_IPP)));
+                    ui.list_values().await.expect("page");
+                }
+            };
+            scroll().await;
+            live.patch_value(&edited, &patch()).await.expect("patch");
+            let before = probe.reads();
+            scroll().await;
+            probe.reads() - before
+        });
+        eprintln!("  scroll and edit              {name:<44} {second_pass} master reads");
+        let (target_text, bound) = match which {
+            "mem-rows" | "redb-rows" => ("1", 1.0),
+            _ => ("reported", f64::INFINITY),
+        };
+        let target = if bound.is_finite() {
+            target(target_text, second_pass as f64, bound)
+        } else {
+            target_text.to_string()
+        };
+        report.figure(
+            &format!(
+                "master reads in the second pass of scroll-and-edit (20 pages of 10 read, \
+                 one row on page 3 patched, the 20 pages read again), {name}"
+            ),
+            second_pass.to_string(),
+            "—".to_string(),
+            &target,
+            "—".to_string(),
+        );
+    }
+}
+
+/// A stale hit (past the max age, within the stale-while-revalidate window,
+/// its refresh in flight against a slow master) against a fresh hit of the
+/// same 100-row slot, full `LiveTable` stack over `MemCache`.
+fn stale_hits(report: &mut Report) {
+    use vantage_live::ManualClock;
+
+    let rt = support::runtime();
+    eprintln!("[stale-while-revalidate] (load {})", load());
+    let master = rt.block_on(Master::with_rows(100));
+    let max_age = Duration::from_secs(60);
+    let window = Duration::from_secs(24 * 3600);
+    let policy = |live: LiveTable, clock: &ManualClock| {
+        live.with_max_age(max_age)
+            .with_stale_while_revalidate(window)
+            .with_clock(Arc::new(clock.clone()))
+    };
+    // Both slots are filled from the fast master; the stale one is then read
+    // through a LiveTable (same cache and cache_key) whose master answers
+    // after an hour, so its one refresh stays in flight throughout, as it
+    // would while a slow master answers.
+    let (fresh, stale) = rt.block_on(async {
+        let fresh_clock = ManualClock::starting_now();
+        let fresh = policy(
+            LiveTable::new(
+                master.table.clone(),
+                format!("{CACHE_KEY}-fresh"),
+                Arc::new(MemCache::new()),
+            ),
+            &fresh_clock,
+        );
+        fresh.list_values().await.expect("fill");
+
+        let stale_clock = ManualClock::starting_now();
+        let cache: Arc<dyn Cache> = Arc::new(MemCache::new());
+        let key = format!("{CACHE_KEY}-stale");
+        let filler = policy(
+            LiveTable::new(master.table.clone(), key.clone(), cache.clone()),
+            &stale_clock,
+        );
+        filler.list_values().await.expect("fill");
+        stale_clock.advance(max_age + Duration::from_secs(1));
+        let (slow, _) = Remote::wrap(master.table.clone(), Duration::from_secs(3600));
+        let stale = policy(LiveTable::new(slow, key, cache), &stale_clock);
+        stale.list_values().await.expect("stale hit");
+        assert_eq!(stale.stats().stale_hits, 1);
+        assert_eq!(stale.stats().refreshes, 1);
+        (fresh, stale)
+    });
+    let mut v = vec![
+        Variant::new("fresh hit (list_values)", |it| {
+            time_batch(&rt, it, || fresh.list_values())
+        }),
+        Variant::new("stale hit (list_values)", |it| {
+            time_batch(&rt, it, || stale.list_values())
+        }),
+        Variant::new("fresh hit (list_shared)", |it| {
+            time_batch(&rt, it, || fresh.list_shared())
+        }),
+        Variant::new("stale hit (list_shared)", |it| {
+            time_batch(&rt, it, || stale.list_shared())
+        }),
+    ];
+    interleave(&mut v, ROUNDS, BATCH);
+    report.medians("hit, 100 rows, max age + window", &v);
+    assert_eq!(
+        stale.stats().refreshes,
+        1,
+        "one refresh, in flight throughout"
+    );
+    for (how, what) in [("list_values", "owned"), ("list_shared", "shared")] {
+        let r = paired_ratio(
+            find(&v, &format!("stale hit ({how})")),
+            find(&v, &format!("fresh hit ({how})")),
+        );
+        report.figure(
+            &format!(
+                "stale hit (within the stale-while-revalidate window, its refresh in flight) / \
+                 fresh hit, {what} (`{how}`), full `LiveTable` stack, `MemCache`, 100 rows"
+            ),
+            fmt_ratio(r),
+            "—".to_string(),
+            &target("≤ 1.05", r, 1.05),
+            "—".to_string(),
+        );
     }
 }
 

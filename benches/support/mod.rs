@@ -195,6 +195,10 @@ impl Depths {
             .iter()
             .map(|s| InvalidateOnEventLayer::new(Arc::new(s.clone()), cache_layer.invalidator()))
             .collect();
+        // Builders start nothing: start the event tasks now.
+        for layer in &layers {
+            layer.start();
+        }
         let statuses = layers.iter().map(|l| l.status()).collect();
         let event = |i: usize| layers[i].clone();
         let core = ServiceBuilder::new()

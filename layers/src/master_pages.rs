@@ -42,15 +42,14 @@
 //! master page of an assembled page is at one of two adjacent versions.
 //! Without a fence the pages are assembled as read.
 //!
-//! **Limit: backends shared by processes.** The fence reads the generation
-//! of the backend instance in this process. Invalidations made through
-//! another instance (another process's `RedisCache`) move only the
-//! generation in Redis, which this check does not read, so over such a
-//! backend an assembled page may combine master pages from states further
-//! apart than the one change in flight (the soak of `6_model_concurrency`
-//! shows it with one `RedisCache` instance per LiveTable). Within one
-//! process, over one instance (or a `TieredCache` fed by the fan-out), the
-//! guarantee above holds.
+//! **Backends shared by processes.** The fence reads the generation of the
+//! backend instance in this process and, for a backend shared by processes,
+//! the generation in the shared store too
+//! ([`Cache::shared_generation`](crate::Cache::shared_generation):
+//! `RedisCache` and `TieredCache` read it from Redis, one trip before and
+//! one after the master pages), so invalidations made through another
+//! process count as well. If the shared store cannot be read, the check
+//! fails and the page is read again (at last as one read).
 //!
 //! An assembled page is a new set of rows (copied from the master pages, which
 //! stay shared in the cache).
@@ -253,7 +252,10 @@ where
 {
     let mut ready = Some(inner.clone());
     for _ in 0..ATTEMPTS {
-        let before = fence.as_ref().map(Invalidator::generation);
+        let before = match &fence {
+            Some(fence) => Some(fence.fence().await),
+            None => None,
+        };
         let reads = span.pages().map(|page| {
             let service = ready.take().unwrap_or_else(|| inner.clone());
             let page = view
@@ -268,8 +270,12 @@ where
             let rows = answer?.into_shared_rows().map_err(BoxError::from)?;
             pages.push(rows);
         }
-        let after = fence.as_ref().map(Invalidator::generation);
-        if before == after {
+        let after = match &fence {
+            Some(fence) => Some(fence.fence().await),
+            None => None,
+        };
+        // An unreadable fence (`Some(None)`) rules nothing out.
+        if before == after && before != Some(None) {
             return Ok(Response::Rows(Arc::new(span.cut(&pages))));
         }
         tracing::debug!(

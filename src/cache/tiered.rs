@@ -183,6 +183,11 @@ impl Cache for TieredCache {
             .await
     }
 
+    /// Tier 2's: the generation in Redis.
+    async fn shared_generation(&self, namespace: &Arc<Namespace>) -> Result<Option<u64>> {
+        self.back.shared_generation(namespace).await
+    }
+
     fn generations(&self) -> Option<&Generations> {
         Some(self.back.generations_ref())
     }

@@ -201,6 +201,21 @@ pub trait Cache: Send + Sync {
         false
     }
 
+    /// Where invalidations of `namespace` stand in a store this backend
+    /// shares with other processes: a number every invalidation through any
+    /// process moves before it drops anything (`RedisCache`: the
+    /// namespace's generation in Redis). One trip.
+    ///
+    /// The default, `Ok(None)`, suits a backend whose invalidation state
+    /// lives in this process only: the namespace's
+    /// [`generation`](Namespace::generation) says it all. A layer that
+    /// checks that nothing was invalidated between two reads
+    /// ([`MasterPagesLayer`](crate::MasterPagesLayer)) reads both.
+    async fn shared_generation(&self, namespace: &Arc<Namespace>) -> Result<Option<u64>> {
+        let _ = namespace;
+        Ok(None)
+    }
+
     /// Whether this backend keeps what it is given. A backend that answers
     /// `false` must miss on every lookup; the cache layer then skips its
     /// fills altogether. The default is `true`; [`NoCache`] answers `false`.

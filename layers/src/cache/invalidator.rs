@@ -74,6 +74,22 @@ impl Invalidator {
         self.shared.namespace.generation()
     }
 
+    /// Where the cache_key's invalidations stand, in this process and in
+    /// any store the backend shares with other processes (one trip to it,
+    /// for such a backend): two equal readings mean no invalidation
+    /// started in between through any process. `None` if the shared store
+    /// could not be read: nothing can then be ruled out.
+    pub async fn fence(&self) -> Option<(u64, Option<u64>)> {
+        let local = self.shared.namespace.generation();
+        let shared = self
+            .shared
+            .fenced
+            .shared_generation(&self.shared.namespace)
+            .await
+            .ok()?;
+        Some((local, shared))
+    }
+
     /// The counters of the layer this handle invalidates for.
     pub(crate) fn stats(&self) -> &Stats {
         &self.shared.stats

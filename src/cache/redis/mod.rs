@@ -733,6 +733,25 @@ impl Cache for RedisCache {
         outcome
     }
 
+    /// The namespace's generation in Redis (0 if no process has used it
+    /// yet): one `GET`, within the operation timeout.
+    async fn shared_generation(&self, namespace: &Arc<Namespace>) -> Result<Option<u64>> {
+        let key = generation_key(&self.inner.settings.key_prefix, namespace.name());
+        let mut conn = self.inner.conn.clone();
+        let text: Option<Vec<u8>> = self
+            .bounded(
+                "generation",
+                redis::cmd("GET").arg(&key).query_async(&mut conn),
+            )
+            .await?;
+        match text {
+            None => Ok(Some(0)),
+            Some(text) => parse_generation(&text)
+                .map(Some)
+                .ok_or_else(|| self.error("generation", "the generation key holds no number")),
+        }
+    }
+
     fn generations(&self) -> Option<&Generations> {
         Some(&self.inner.generations)
     }
