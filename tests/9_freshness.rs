@@ -9,7 +9,8 @@
 //! 4. A refresh that fails keeps the stale slot serving within its window;
 //!    past the window the read fails as a cold read does.
 //! 5. A clock set back never makes a slot immortal.
-//! 6. With a window, a (re)subscribe marks slots stale instead of dropping
+//! 6. A read that misses while the slot's refresh is in flight joins it.
+//! 7. With a window, a (re)subscribe marks slots stale instead of dropping
 //!    them: an app restarting over a persisted `RedbCache` answers at once,
 //!    never serves those slots as fresh, and refreshes them.
 
@@ -174,6 +175,50 @@ async fn a_stale_slot_is_served_at_once_and_refreshed_once() {
     let stale_hits = stats.stale_hits;
     price_of(&live).await;
     assert_eq!(live.stats().stale_hits, stale_hits);
+}
+
+/// A read that misses while the slot's refresh is in flight (the slot went
+/// past its window meanwhile) joins the refresh: one master read for both.
+#[tokio::test]
+async fn an_ordinary_miss_joins_the_refresh_in_flight() {
+    let Setup {
+        master,
+        probe,
+        clock,
+        live,
+        ..
+    } = setup(Some(WINDOW)).await;
+
+    let first = price_of(&live).await;
+    master
+        .table
+        .patch_value(&ROW.to_string(), &price(first + 1))
+        .await
+        .unwrap();
+    clock.advance(MAX_AGE + WINDOW / 2);
+    let mut held = probe.hold_reads(1);
+    assert_eq!(price_of(&live).await, first, "stale: served at once");
+    held.fetched().await;
+    assert_eq!(live.stats().refreshes, 1);
+
+    // Past the window: an ordinary miss, which joins the refresh.
+    clock.advance(WINDOW);
+    let miss = tokio::spawn({
+        let live = live.clone();
+        async move { price_of(&live).await }
+    });
+    eventually("the miss joined the refresh", || {
+        let live = live.clone();
+        async move { live.stats().coalesced == 1 }
+    })
+    .await;
+    held.release(1);
+    assert_eq!(
+        tokio::time::timeout(PATIENCE, miss).await.unwrap().unwrap(),
+        first + 1,
+        "the miss answers with the refresh's rows"
+    );
+    assert_eq!(probe.reads(), 2, "the first fill and the refresh, nothing more");
 }
 
 #[tokio::test]

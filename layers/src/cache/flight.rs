@@ -25,18 +25,41 @@ pub(crate) type FlightKey = (String, u64, Option<u64>);
 /// shared backend, a newer token), so it never joins a flight started before
 /// it.
 #[derive(Default)]
-pub(crate) struct Flights(HashMap<FlightKey, Flight>);
+pub(crate) struct Flights(HashMap<String, Vec<((u64, Option<u64>), Flight)>>);
 
 impl Flights {
     pub(crate) fn get(&self, key: &FlightKey) -> Option<Flight> {
-        self.0.get(key).cloned()
+        self.find(&key.0, key.1, key.2).cloned()
+    }
+
+    /// Whether a flight of slot `key` at this generation and token is in
+    /// progress (looked up without building a [`FlightKey`]).
+    pub(crate) fn has(&self, key: &str, generation: u64, token: Option<u64>) -> bool {
+        self.find(key, generation, token).is_some()
+    }
+
+    fn find(&self, key: &str, generation: u64, token: Option<u64>) -> Option<&Flight> {
+        self.0
+            .get(key)?
+            .iter()
+            .find(|(at, _)| *at == (generation, token))
+            .map(|(_, flight)| flight)
     }
 
     pub(crate) fn insert(&mut self, key: FlightKey, flight: Flight) {
-        self.0.insert(key, flight);
+        let (slot, generation, token) = key;
+        let flights = self.0.entry(slot).or_default();
+        flights.retain(|(at, _)| *at != (generation, token));
+        flights.push(((generation, token), flight));
     }
 
     pub(crate) fn remove(&mut self, key: &FlightKey) {
-        self.0.remove(key);
+        let (slot, generation, token) = key;
+        if let Some(flights) = self.0.get_mut(slot.as_str()) {
+            flights.retain(|(at, _)| *at != (*generation, *token));
+            if flights.is_empty() {
+                self.0.remove(slot.as_str());
+            }
+        }
     }
 }

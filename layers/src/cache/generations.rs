@@ -350,6 +350,15 @@ impl Namespace {
         self.unclean.load(Ordering::SeqCst) != 0
     }
 
+    /// Whether a master read of slot `key` at `generation` is in flight
+    /// (started from a memory peek: no backend token), which refreshes it.
+    pub(crate) fn refreshing(&self, key: &str, generation: u64) -> bool {
+        self.flights
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .has(key, generation, None)
+    }
+
     /// How many fills were stored in this namespace so far.
     pub fn fills(&self) -> u64 {
         self.fills.load(Ordering::SeqCst)

@@ -32,7 +32,12 @@
 //! - **A write invalidates before it answers.** A write that succeeds drops
 //!   every slot of the cache_key before its response is returned, so a read
 //!   issued after the response never sees a pre-write slot. A write that
-//!   fails leaves the cache as it was.
+//!   fails leaves the cache as it was. With
+//!   [row-level invalidation](CacheLayer::with_row_invalidation), a write
+//!   that names a row drops only the slots that row can change (the
+//!   [`RowChange`] docs list them, and why every slot kept still answers what
+//!   the master would), falling back to the whole cache_key wherever that
+//!   cannot be vouched for.
 //! - **No stale fill.** A read that missed and is still waiting on the inner
 //!   service when an invalidation starts (a write through any stack sharing
 //!   the backend and cache_key, an [`Invalidator`] call, an event handled by
@@ -111,7 +116,9 @@
 //! read in flight) or, once the master answered, `populated` (the answer was
 //! stored). A stale hit logs `outcome="stale"` and, if it starts the slot's
 //! refresh, `outcome="refresh"`; an expired slot is a `miss`. A successful
-//! write logs `outcome="invalidated"`. Uncacheable
+//! write logs `outcome="invalidated"` (with `rows`, the row's id, when it
+//! dropped only that row's slots; those run in a `cache.invalidate_rows`
+//! span). Uncacheable
 //! reads log `outcome="bypass"`. Cache faults are `warn!`s (the read or write
 //! still succeeds). Each backend call that may wait runs in a `DEBUG` span of
 //! its own, `cache.lookup`, `cache.fill` (field `slot`) or

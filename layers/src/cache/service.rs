@@ -298,6 +298,11 @@ where
             let next = match shared.fenced.peek(&key, namespace) {
                 Peek::Hit(slot) if slot.value.kind() == kind => match shared.age(&slot) {
                     Age::Fresh => return ResponseFuture::ready(Ok(hit(shared, &key, slot.value))),
+                    // Its refresh already running (the usual case for a hot
+                    // slot): just the stale hit, as cheap as a hit.
+                    Age::Stale if namespace.refreshing(&key, ticket.generation()) => {
+                        return ResponseFuture::ready(Ok(stale_hit(shared, &key, slot.value)));
+                    }
                     Age::Stale => Next::Refresh(stale_hit(shared, &key, slot.value)),
                     Age::Expired => {
                         expired(shared, &key);
