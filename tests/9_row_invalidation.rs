@@ -1,5 +1,5 @@
 //! Row-level invalidation (`with_row_invalidation`) over real masters
-//! (redb, SQLite) and the in-process backends (`MemCache`, `RedbCache` with
+//! (redb, SQLite, PostgreSQL) and the in-process backends (`MemCache`, `RedbCache` with
 //! and without its memory front).
 //!
 //! 1. Scroll, patch one row, scroll again: only the page holding the row is
@@ -52,9 +52,10 @@ async fn first_id_on(master: &AnyTable, page: i64) -> String {
     rows.keys().next().expect("the page has rows").clone()
 }
 
-/// Both embedded masters, grown to [`ROWS`] rows.
+/// Every master (redb, SQLite, and PostgreSQL where it runs: each lists
+/// in id order, which no patch changes), grown to [`ROWS`] rows.
 async fn masters() -> Vec<Master> {
-    let mut masters = common::embedded_masters("product").await;
+    let mut masters = common::all_masters("product").await;
     for master in &mut masters {
         grow_products(&master.table, ROWS).await;
     }
@@ -335,4 +336,32 @@ async fn slots_left_by_an_earlier_run_fall_back_to_a_whole_drop_once() {
     assert_eq!(probe.reads(), 6, "page 2 only");
     let row = page(&live, &master.table, 2, IPP, "check").await;
     assert_eq!(common::int_field(&row[&id], "price"), Some(6));
+}
+
+/// A cache shared by processes cannot vouch for what its slots hold (other
+/// processes fill them): with row invalidation on, every write still drops
+/// the whole cache_key there, and pages stay right. Two `RedisCache`
+/// instances stand for two processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cache_shared_by_processes_drops_the_whole_cache_key() {
+    let Some(space) = common::redis::RedisSpace::new(
+        "a_cache_shared_by_processes_drops_the_whole_cache_key",
+        "rows",
+    )
+    .await
+    else {
+        return;
+    };
+    let master = common::redb_master("product").await;
+    grow_products(&master.table, 50).await;
+    let (a, probe) = row_live(&master, Arc::new(space.cache().await));
+    let (b, _) = row_live(&master, Arc::new(space.cache().await));
+    scroll(&a, &master.table, 1..=5, IPP, "warm").await;
+    assert_eq!(probe.reads(), 5);
+    let id = first_id_on(&master.table, 2).await;
+    b.patch_value(&id, &price(9)).await.unwrap();
+    scroll(&a, &master.table, 1..=5, IPP, "after").await;
+    assert_eq!(probe.reads(), 10, "every page, through the other instance");
+    assert_eq!(b.stats().row_invalidations, 0);
+    assert_eq!(b.stats().invalidations, 1, "a whole drop");
 }

@@ -71,10 +71,12 @@ pub struct StatsSnapshot {
     /// ends a bypass (`outcome="invalidated"`).
     pub invalidations: u64,
     /// Successful invalidations that named one row, with row-level
-    /// invalidation on (after a write or on a live event): each dropped the
-    /// slots that row can change, or the whole cache_key where the backend
-    /// could not tell which (see [`RowChange`](crate::RowChange)). Not
-    /// counted in `invalidations`.
+    /// invalidation on, over a backend that drops rows (after a write or on
+    /// a live event): each dropped the slots that row can change, or the
+    /// whole cache_key where the backend's index could not tell which (see
+    /// [`RowChange`](crate::RowChange)). Not counted in `invalidations`; a
+    /// backend that cannot drop rows at all (`RedisCache`) counts its whole
+    /// drops there.
     pub row_invalidations: u64,
     /// Live events taken from the stream by the event task (counted as they
     /// arrive, before their invalidation).
