@@ -30,16 +30,38 @@
 //! - `list`: print the rows, `Found N records` and the time the read took;
 //! - `get <id>`: print one row as JSON;
 //! - `add <id> '<json>'`: insert a row (then the next `list` shows it);
+//! - `set <id> '<json>'`: patch a row: change the fields the JSON names
+//!   (`WritableValueSet::patch_value`), leave the others;
 //! - `delete <id>`: delete a row;
 //! - `ref <relation>`: switch to the related entity's rows (as the model's
 //!   references say); later commands apply to it.
 //!
 //! Every command is checked before any runs, so a bad one writes nothing.
 //!
+//! Flags that tune every LiveTable the CLI builds (each entity's, each one
+//! `ref` reaches, and the ones that drain an outbox), to show the library's
+//! features from the command line:
+//!
+//! - `--max-age SECS` (`LiveTable::with_max_age`): cached slots older than
+//!   SECS seconds (fractions allowed) are misses; without it a slot lives
+//!   until a write drops it;
+//! - `--stale-while-revalidate SECS` (with `--max-age`;
+//!   `LiveTable::with_stale_while_revalidate`): serve a slot up to SECS past
+//!   its max age at once and refresh it in the background (`--debug` shows
+//!   `outcome="stale"` and `outcome="refresh"`);
+//! - `--row-invalidation` (`LiveTable::with_row_invalidation`): a write
+//!   that names a row (`set`, `add`, `delete`) drops only the cached slots
+//!   of the view it went through that the row can change: after a `set`, the
+//!   pages that do not hold the row stay cached. The entity's other views
+//!   (conditioned, reached by `ref`) are still dropped whole;
+//! - `--master-ipp N` (`LiveTable::with_master_ipp`): the master is read in
+//!   pages of N rows; a page of another size (`ipp=M page=P`) is assembled
+//!   from (or cut out of) those master pages, each cached in its own slot.
+//!
 //! `--outbox FOLDER` makes writes work offline: each entity's writes go to a
-//! durable outbox in `FOLDER/<entity>` (`LiveTable::with_outbox`), `add` and
-//! `delete` answer once the write is on local disk and say that it is
-//! pending, and the outbox is drained to the master in the background. If
+//! durable outbox in `FOLDER/<entity>` (`LiveTable::with_outbox`), `add`,
+//! `set` and `delete` answer once the write is on local disk and say that it
+//! is pending, and the outbox is drained to the master in the background. If
 //! the master cannot be reached at start, the CLI still runs: writes wait in
 //! the outbox, and reads answer from the cache or fail. Every run starts by
 //! applying what earlier runs left pending, printing each write applied (or
@@ -127,10 +149,35 @@ struct Cli {
     /// is unreachable.
     #[arg(long, value_name = "FOLDER")]
     outbox: Option<PathBuf>,
+    /// Treat cached slots older than SECS seconds (fractions allowed) as
+    /// misses (LiveTable::with_max_age). Without it, a slot lives until a
+    /// write drops it.
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds, allow_hyphen_values = true)]
+    max_age: Option<Duration>,
+    /// Serve slots up to SECS seconds past --max-age at once and refresh
+    /// them in the background (LiveTable::with_stale_while_revalidate).
+    #[arg(
+        long,
+        value_name = "SECS",
+        value_parser = parse_seconds,
+        allow_hyphen_values = true,
+        requires = "max_age"
+    )]
+    stale_while_revalidate: Option<Duration>,
+    /// A write that names a row (set, add, delete) drops only the cached
+    /// slots that row can change (LiveTable::with_row_invalidation): after
+    /// a set, pages that do not hold the row stay cached.
+    #[arg(long)]
+    row_invalidation: bool,
+    /// Read the master in pages of N rows (LiveTable::with_master_ipp): a
+    /// page of another size is assembled from (or cut out of) master pages,
+    /// each cached in its own slot.
+    #[arg(long, value_name = "N", value_parser = parse_master_ipp, allow_hyphen_values = true)]
+    master_ipp: Option<i64>,
     /// The entity to start from: bakery, client, product or order.
     entity: String,
     /// Commands: field=value, page=N, ipp=N, list, get <id>, add <id> <json>,
-    /// delete <id>, ref <relation>.
+    /// set <id> <json>, delete <id>, ref <relation>.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     commands: Vec<String>,
 }
@@ -144,11 +191,75 @@ enum Command {
     List,
     Get(String),
     Add(String, Record<Cbor>),
+    Set(String, Record<Cbor>),
     Delete(String),
     Ref(String),
 }
 
 type CliResult<T> = Result<T, String>;
+
+/// A `--max-age` or `--stale-while-revalidate` value: seconds, fractions
+/// allowed, finite and not negative.
+fn parse_seconds(text: &str) -> CliResult<Duration> {
+    let secs: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a number of seconds"))?;
+    if !secs.is_finite() {
+        return Err(format!("'{text}' is not a finite number of seconds"));
+    }
+    if secs < 0.0 {
+        return Err(format!("'{text}' is negative; give 0 or more seconds"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("'{text}' seconds is too long"))
+}
+
+/// A `--master-ipp` value: a whole number of at least 1.
+fn parse_master_ipp(text: &str) -> CliResult<i64> {
+    parse_number(text, "--master-ipp")
+}
+
+/// How this run builds its LiveTables: all over one cache, each tuned by
+/// the flags --max-age, --stale-while-revalidate, --row-invalidation and
+/// --master-ipp. Every LiveTable the CLI makes comes from [`Tables::live`].
+struct Tables {
+    cache: Arc<dyn Cache>,
+    max_age: Option<Duration>,
+    stale_while_revalidate: Option<Duration>,
+    row_invalidation: bool,
+    master_ipp: Option<i64>,
+}
+
+impl Tables {
+    fn new(cache: Arc<dyn Cache>, cli: &Cli) -> Self {
+        Self {
+            cache,
+            max_age: cli.max_age,
+            stale_while_revalidate: cli.stale_while_revalidate,
+            row_invalidation: cli.row_invalidation,
+            master_ipp: cli.master_ipp,
+        }
+    }
+
+    /// A LiveTable over `any`, cached under `cache_key`, with the flags
+    /// applied.
+    fn live(&self, any: AnyTable, cache_key: String) -> LiveTable {
+        let mut live = LiveTable::new(any, cache_key, self.cache.clone());
+        if let Some(max_age) = self.max_age {
+            live = live.with_max_age(max_age);
+        }
+        if let Some(window) = self.stale_while_revalidate {
+            live = live.with_stale_while_revalidate(window);
+        }
+        if self.row_invalidation {
+            live = live.with_row_invalidation();
+        }
+        if let Some(ipp) = self.master_ipp {
+            live = live.with_master_ipp(ipp);
+        }
+        live
+    }
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -211,17 +322,18 @@ async fn run(cli: Cli) -> CliResult<()> {
         ),
         (None, false, None) => Arc::new(MemCache::new()),
     };
+    let tables = Tables::new(cache, &cli);
 
     let mut outboxes = Outboxes::new(cli.outbox.clone());
     // Apply what earlier runs left in the outboxes.
-    outboxes.drain_leftovers(&model, &master, &cache).await?;
+    outboxes.drain_leftovers(&model, &master, &tables).await?;
 
     let mut view = ViewState::new(&cli.entity);
     let mut live: Option<LiveTable> = None;
     let result = run_commands(
         &model,
         &master,
-        &cache,
+        &tables,
         &mut outboxes,
         &mut view,
         &mut live,
@@ -236,13 +348,12 @@ async fn run(cli: Cli) -> CliResult<()> {
 async fn run_commands(
     model: &Model,
     master: &Master,
-    cache: &Arc<dyn Cache>,
+    tables: &Tables,
     outboxes: &mut Outboxes,
     view: &mut ViewState,
     live: &mut Option<LiveTable>,
     commands: Vec<Command>,
 ) -> CliResult<()> {
-    let (model, master, cache) = (model, master, cache);
     for command in commands {
         match command {
             Command::Eq { field, value } => {
@@ -252,12 +363,12 @@ async fn run_commands(
             Command::Page(page) => view.page = Some(page),
             Command::Ipp(ipp) => view.ipp = Some(ipp),
             Command::Ref(relation) => {
-                let table = view.live(model, master, cache, outboxes, live).await?;
+                let table = view.live(model, master, tables, outboxes, live).await?;
                 *view = view.follow(model, &relation, &table).await?;
                 *live = None;
             }
             Command::List => {
-                let table = view.live(model, master, cache, outboxes, live).await?;
+                let table = view.live(model, master, tables, outboxes, live).await?;
                 let started = Instant::now();
                 let rows = table.list_values().await.map_err(|e| e.to_string())?;
                 let took = started.elapsed();
@@ -266,7 +377,7 @@ async fn run_commands(
                 println!("Found {} {noun} in {}", rows.len(), show_duration(took));
             }
             Command::Get(id) => {
-                let table = view.live(model, master, cache, outboxes, live).await?;
+                let table = view.live(model, master, tables, outboxes, live).await?;
                 let started = Instant::now();
                 let row = table.get_value(&id).await.map_err(|e| e.to_string())?;
                 let took = started.elapsed();
@@ -284,40 +395,47 @@ async fn run_commands(
                 }
             }
             Command::Add(id, record) => {
-                let table = view.live(model, master, cache, outboxes, live).await?;
+                let table = view.live(model, master, tables, outboxes, live).await?;
                 table
                     .insert_value(&id, &record)
                     .await
                     .map_err(|e| format!("could not add {} '{id}': {e}", view.name))?;
-                invalidate_entity(cache, &view.name).await;
-                match table.outbox() {
-                    Some(outbox) => println!(
-                        "Added {} '{id}' locally: pending, {} write(s) wait in the outbox for the master",
-                        view.name,
-                        outbox.stats().pending
-                    ),
-                    None => println!("Added {} '{id}'", view.name),
-                }
+                written(tables, view, &table, "Added", &id).await;
+            }
+            Command::Set(id, record) => {
+                let table = view.live(model, master, tables, outboxes, live).await?;
+                table
+                    .patch_value(&id, &record)
+                    .await
+                    .map_err(|e| format!("could not update {} '{id}': {e}", view.name))?;
+                written(tables, view, &table, "Updated", &id).await;
             }
             Command::Delete(id) => {
-                let table = view.live(model, master, cache, outboxes, live).await?;
+                let table = view.live(model, master, tables, outboxes, live).await?;
                 table
                     .delete(&id)
                     .await
                     .map_err(|e| format!("could not delete {} '{id}': {e}", view.name))?;
-                invalidate_entity(cache, &view.name).await;
-                match table.outbox() {
-                    Some(outbox) => println!(
-                        "Deleted {} '{id}' locally: pending, {} write(s) wait in the outbox for the master",
-                        view.name,
-                        outbox.stats().pending
-                    ),
-                    None => println!("Deleted {} '{id}'", view.name),
-                }
+                written(tables, view, &table, "Deleted", &id).await;
             }
         }
     }
     Ok(())
+}
+
+/// After a write of row `id` through `table` (the view's LiveTable): drop
+/// the entity's cached views, then say what was done (`Added`, `Updated`,
+/// `Deleted`), and that it is pending with an outbox.
+async fn written(tables: &Tables, view: &ViewState, table: &LiveTable, done: &str, id: &str) {
+    invalidate_entity(tables, &view.name, &view.cache_key()).await;
+    match table.outbox() {
+        Some(outbox) => println!(
+            "{done} {} '{id}' locally: pending, {} write(s) wait in the outbox for the master",
+            view.name,
+            outbox.stats().pending
+        ),
+        None => println!("{done} {} '{id}'", view.name),
+    }
 }
 
 fn load_model() -> CliResult<Model> {
@@ -417,7 +535,7 @@ fn parse_commands(model: &Model, entity_name: &str, args: &[String]) -> CliResul
     let mut out = Vec::new();
     let mut args = args.iter();
     let usage = "expected field=value, page=N, ipp=N, list, get <id>, add <id> <json>, \
-                 delete <id> or ref <relation>";
+                 set <id> <json>, delete <id> or ref <relation>";
     while let Some(arg) = args.next() {
         let mut operand = |verb: &str, what: &str| {
             args.next()
@@ -431,7 +549,18 @@ fn parse_commands(model: &Model, entity_name: &str, args: &[String]) -> CliResul
             "add" => {
                 let id = operand("add", "an id and a JSON object")?;
                 let json = operand("add", "a JSON object after the id")?;
-                Command::Add(id, parse_record(entity, &name, &json)?)
+                Command::Add(id, parse_record(entity, &name, &json, "add")?)
+            }
+            "set" => {
+                let id = operand("set", "an id and a JSON object")?;
+                let json = operand("set", "a JSON object after the id")?;
+                let record = parse_record(entity, &name, &json, "set")?;
+                if record.is_empty() {
+                    return Err(
+                        "'set' needs at least one field to change, like '{\"price\": 3}'".into(),
+                    );
+                }
+                Command::Set(id, record)
             }
             "ref" => {
                 let relation = operand("ref", "a relation name")?;
@@ -471,11 +600,15 @@ fn parse_commands(model: &Model, entity_name: &str, args: &[String]) -> CliResul
     Ok(out)
 }
 
-fn parse_record(entity: &Entity, name: &str, json: &str) -> CliResult<Record<Cbor>> {
+/// The JSON object of `add` or `set` (the `verb`, for errors) as a record
+/// of `entity`'s typed columns.
+fn parse_record(entity: &Entity, name: &str, json: &str, verb: &str) -> CliResult<Record<Cbor>> {
     let value: serde_json::Value =
-        serde_json::from_str(json).map_err(|e| format!("invalid JSON for add: {e}"))?;
+        serde_json::from_str(json).map_err(|e| format!("invalid JSON for {verb}: {e}"))?;
     let serde_json::Value::Object(fields) = value else {
-        return Err("invalid JSON for add: expected an object like '{\"name\":\"X\"}'".into());
+        return Err(format!(
+            "invalid JSON for {verb}: expected an object like '{{\"name\":\"X\"}}'"
+        ));
     };
     let mut record = Record::new();
     for (field, value) in &fields {
@@ -550,7 +683,7 @@ impl ViewState {
         &self,
         model: &Model,
         master: &Master,
-        cache: &Arc<dyn Cache>,
+        tables: &Tables,
         outboxes: &mut Outboxes,
         slot: &mut Option<LiveTable>,
     ) -> CliResult<LiveTable> {
@@ -559,7 +692,7 @@ impl ViewState {
             None => {
                 let entity = self.entity(model);
                 let any = master.table(entity, &self.conditions, self.restriction.as_ref())?;
-                let live = LiveTable::new(any, self.cache_key(), cache.clone());
+                let live = tables.live(any, self.cache_key());
                 let live = match outboxes.layer(&self.name)? {
                     Some(layer) => live.with_outbox_layer(layer),
                     None => live,
@@ -627,10 +760,21 @@ async fn listening(live: LiveTable) -> LiveTable {
 /// write went through: conditioned views and views reached by `ref` have
 /// cache_keys of their own (`name?...`). The group goes through the cache's
 /// fence, as the write did, and finds views cached by earlier runs.
-async fn invalidate_entity(cache: &Arc<dyn Cache>, name: &str) {
-    let views = CacheGroup::new(cache.clone())
-        .with_cache_key(name)
-        .with_cache_keys_starting_with(format!("{name}?"));
+///
+/// With --row-invalidation, a write through the entity's plain view
+/// (`written_through` is `name`) keeps that view's cache_key: its LiveTable
+/// has already dropped the slots the row can change, and dropping the rest
+/// would undo what the flag shows. The other views are still dropped
+/// whole (a conditioned view's key starts with `name?`, as the others do,
+/// so a write through one drops them all).
+async fn invalidate_entity(tables: &Tables, name: &str, written_through: &str) {
+    let views = CacheGroup::new(tables.cache.clone());
+    let views = if tables.row_invalidation && written_through == name {
+        views
+    } else {
+        views.with_cache_key(name)
+    };
+    let views = views.with_cache_keys_starting_with(format!("{name}?"));
     if let Err(e) = views.invalidate().await {
         // The write stands; in this run, the views that failed to drop
         // read the master until a later invalidation succeeds.
@@ -1083,12 +1227,12 @@ impl Outboxes {
         &mut self,
         model: &Model,
         master: &Master,
-        cache: &Arc<dyn Cache>,
+        tables: &Tables,
     ) -> CliResult<()> {
         let Some(folder) = self.folder.clone() else {
             return Ok(());
         };
-        let mut tables = Vec::new();
+        let mut draining = Vec::new();
         for (name, entity) in &model.entities {
             if !folder
                 .join(name)
@@ -1102,14 +1246,14 @@ impl Outboxes {
                 continue;
             }
             let any = master.table(entity, &[], None)?;
-            let table = LiveTable::new(any, name.clone(), cache.clone()).with_outbox_layer(layer);
+            let table = tables.live(any, name.clone()).with_outbox_layer(layer);
             // The drain runs through the LiveTable's stack: `outbox()`
             // assembles it (nothing starts until the drain is asked to).
             let _ = table.outbox();
-            tables.push(table);
+            draining.push(table);
         }
         self.drain_all(" from an earlier run", false).await;
-        drop(tables);
+        drop(draining);
         Ok(())
     }
 

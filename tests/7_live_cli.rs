@@ -837,3 +837,370 @@ fn unreachable_redis_is_a_clear_error() {
     );
     assert!(!run.stderr.contains("hunter2"), "no credentials in errors");
 }
+
+/// The `outcome`s traced with --debug for one slot (`product/list/-/p1x5`),
+/// in order.
+fn slot_outcomes(run: &Run, slot: &str) -> Vec<String> {
+    let slot = format!("slot={slot} ");
+    run.stderr
+        .lines()
+        .filter(|l| l.contains(&slot))
+        .filter_map(|l| l.split("outcome=\"").nth(1))
+        .map(|rest| rest.split('"').next().unwrap().to_string())
+        .collect()
+}
+
+/// The printed rows (table lines, without the header, rule and `Found`
+/// line) of every `list`, in order.
+fn listed_rows(run: &Run) -> Vec<Vec<String>> {
+    let mut lists = Vec::new();
+    let mut rows = Vec::new();
+    let mut in_table = false;
+    for line in run.stdout.lines() {
+        if line.starts_with("---") || line.starts_with("-- ") {
+            in_table = true;
+        } else if line.starts_with("Found ") {
+            lists.push(std::mem::take(&mut rows));
+            in_table = false;
+        } else if in_table {
+            rows.push(line.to_string());
+        }
+    }
+    lists
+}
+
+/// `product ipp=5`: pages 1 and 2, `set` a row of page 2, pages 1 and 2
+/// again; with or without --row-invalidation.
+fn scroll_set_scroll(dir: &Path, row_invalidation: bool) -> Run {
+    let mut args = vec!["--debug"];
+    if row_invalidation {
+        args.push("--row-invalidation");
+    }
+    args.extend([
+        "product",
+        "ipp=5",
+        "page=1",
+        "list",
+        "page=2",
+        "list",
+        "set",
+        "p07_pain_au_chocolat",
+        r#"{"price": 3}"#,
+        "page=1",
+        "list",
+        "page=2",
+        "list",
+    ]);
+    cli(dir, &args)
+}
+
+/// The price printed for p07 in each list that shows it.
+fn p07_prices(run: &Run) -> Vec<String> {
+    listed_rows(run)
+        .iter()
+        .flatten()
+        .filter(|row| row.starts_with("p07_pain_au_chocolat "))
+        // id, "Pain au Chocolat", calories, price, is_deleted
+        .map(|row| row.split_whitespace().nth(5).unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn row_invalidation_keeps_the_pages_a_set_cannot_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = scroll_set_scroll(dir.path(), true);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("Updated product 'p07_pain_au_chocolat'"),
+        "{}",
+        run.stdout
+    );
+    assert_eq!(found(&run), vec![5, 5, 5, 5]);
+    // Page 1 does not hold p07: its second read is a hit. Page 2 does: it
+    // is read again, and shows the new price.
+    assert_eq!(
+        slot_outcomes(&run, "product/list/-/p1x5"),
+        vec!["miss", "populated", "hit"],
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        slot_outcomes(&run, "product/list/-/p2x5"),
+        vec!["miss", "populated", "miss", "populated"],
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("outcome=\"invalidated\" rows=\"p07_pain_au_chocolat\""),
+        "a row-level invalidation: {}",
+        run.stderr
+    );
+    assert_eq!(p07_prices(&run), vec!["210", "3"], "{}", run.stdout);
+    let lists = listed_rows(&run);
+    assert_eq!(lists[0], lists[2], "page 1 is unchanged");
+
+    // Without the flag the write drops the whole cache_key: page 1 is read
+    // again too, and the rows printed are the same.
+    let dir = tempfile::tempdir().unwrap();
+    let plain = scroll_set_scroll(dir.path(), false);
+    assert_eq!(plain.code, 0, "{}", plain.stderr);
+    assert_eq!(
+        slot_outcomes(&plain, "product/list/-/p1x5"),
+        vec!["miss", "populated", "miss", "populated"],
+        "{}",
+        plain.stderr
+    );
+    assert_eq!(
+        slot_outcomes(&plain, "product/list/-/p2x5"),
+        vec!["miss", "populated", "miss", "populated"],
+        "{}",
+        plain.stderr
+    );
+    assert_eq!(listed_rows(&plain), lists);
+
+    // The patch reached the master, and changed nothing else of the row.
+    let again = cli(dir.path(), &["product", "get", "p07_pain_au_chocolat"]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(again.stdout.contains("\"price\": 3,"), "{}", again.stdout);
+    assert!(
+        again.stdout.contains("\"name\": \"Pain au Chocolat\""),
+        "{}",
+        again.stdout
+    );
+}
+
+#[test]
+fn master_ipp_serves_the_same_pages() {
+    let commands = [
+        "product", "ipp=10", "page=1", "list", "page=2", "list", "ipp=3", "page=2", "list",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec!["--debug", "--master-ipp", "4"];
+    args.extend(commands);
+    let paged = cli(dir.path(), &args);
+    assert_eq!(paged.code, 0, "{}", paged.stderr);
+    // Page 1 at 10 rows is assembled from master pages 1 to 3 of 4 rows.
+    for slot in ["p1x4", "p2x4", "p3x4"] {
+        assert!(
+            paged
+                .stderr
+                .contains(&format!("slot=product/list/-/{slot} ")),
+            "{slot}: {}",
+            paged.stderr
+        );
+    }
+    assert!(
+        !paged.stderr.contains("slot=product/list/-/p1x10 "),
+        "{}",
+        paged.stderr
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let plain = cli(dir.path(), &commands);
+    assert_eq!(plain.code, 0, "{}", plain.stderr);
+    assert_eq!(found(&paged), vec![10, 2, 3]);
+    assert_eq!(listed_rows(&paged), listed_rows(&plain));
+    assert!(listed_rows(&paged)[0][0].starts_with("p01_baguette "));
+}
+
+#[test]
+fn max_age_and_stale_while_revalidate_keep_fresh_slots_hits() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = cli(
+        dir.path(),
+        &[
+            "--debug",
+            "--max-age",
+            "30",
+            "--stale-while-revalidate",
+            "60",
+            "client",
+            "list",
+            "list",
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(found(&run), vec![5, 5]);
+    assert_eq!(outcomes(&run), vec!["miss", "populated", "hit"]);
+}
+
+/// A flag clap rejects: a usage error (exit 2) whose first line names the
+/// flag and the problem.
+fn assert_flag_error(run: &Run, flag: &str, problem: &str) {
+    assert_eq!(run.code, 2, "exit code; stderr: {}", run.stderr);
+    let first = run.stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("error: ") && first.contains(flag) && first.contains(problem),
+        "stderr {:?} should name {flag:?} and {problem:?}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+}
+
+#[test]
+fn bad_tuning_flags_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    assert_flag_error(
+        &cli(d, &["--master-ipp", "0", "product", "list"]),
+        "--master-ipp",
+        "at least 1, not '0'",
+    );
+    assert_flag_error(
+        &cli(d, &["--master-ipp", "-4", "product", "list"]),
+        "--master-ipp",
+        "at least 1, not '-4'",
+    );
+    assert_flag_error(
+        &cli(d, &["--max-age", "-1", "product", "list"]),
+        "--max-age",
+        "'-1' is negative",
+    );
+    assert_flag_error(
+        &cli(d, &["--max-age", "NaN", "product", "list"]),
+        "--max-age",
+        "not a finite number of seconds",
+    );
+    assert_flag_error(
+        &cli(d, &["--max-age", "inf", "product", "list"]),
+        "--max-age",
+        "not a finite number of seconds",
+    );
+    assert_flag_error(
+        &cli(d, &["--max-age", "soon", "product", "list"]),
+        "--max-age",
+        "not a number of seconds",
+    );
+    assert_flag_error(
+        &cli(
+            d,
+            &[
+                "--max-age",
+                "1",
+                "--stale-while-revalidate",
+                "-0.5",
+                "product",
+                "list",
+            ],
+        ),
+        "--stale-while-revalidate",
+        "'-0.5' is negative",
+    );
+    // --stale-while-revalidate needs --max-age.
+    let run = cli(d, &["--stale-while-revalidate", "5", "product", "list"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("required arguments were not provided")
+            && run.stderr.contains("--max-age <SECS>"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+}
+
+#[test]
+fn a_bad_set_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Every command is checked first: the good set before the bad one does
+    // not run.
+    assert_one_error_line(
+        &cli(
+            d,
+            &[
+                "product",
+                "set",
+                "p01_baguette",
+                r#"{"price": 5}"#,
+                "set",
+                "p02_brioche",
+                "{not json",
+            ],
+        ),
+        "invalid JSON for set",
+    );
+    assert_one_error_line(
+        &cli(
+            d,
+            &["product", "set", "p01_baguette", r#"{"price": 5}"#, "set"],
+        ),
+        "'set' needs an id and a JSON object",
+    );
+    assert_one_error_line(
+        &cli(d, &["product", "set", "p01_baguette"]),
+        "'set' needs a JSON object after the id",
+    );
+    assert_one_error_line(
+        &cli(d, &["product", "set", "p01_baguette", "[1]"]),
+        "invalid JSON for set: expected an object",
+    );
+    assert_one_error_line(
+        &cli(d, &["product", "set", "p01_baguette", "{}"]),
+        "'set' needs at least one field to change",
+    );
+    assert_one_error_line(
+        &cli(
+            d,
+            &["product", "set", "p01_baguette", r#"{"price": "cheap"}"#],
+        ),
+        "\"cheap\" is not a valid int for product.price",
+    );
+    assert_one_error_line(
+        &cli(
+            d,
+            &["product", "set", "p01_baguette", r#"{"colour": "red"}"#],
+        ),
+        "product has no column 'colour'",
+    );
+    assert_one_error_line(
+        &cli(d, &["product", "set", "no_such_id", r#"{"price": 5}"#]),
+        "could not update product 'no_such_id'",
+    );
+    let check = cli(d, &["product", "get", "p01_baguette", "list"]);
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    assert!(check.stdout.contains("\"price\": 180,"), "{}", check.stdout);
+    assert_eq!(found(&check), vec![1, 12]);
+    assert!(!check.stdout.contains("no_such_id"));
+}
+
+#[test]
+fn set_through_the_outbox_is_pending_then_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = dir.path().join("outbox");
+    let outbox = outbox.to_str().unwrap();
+    let run = cli(
+        dir.path(),
+        &[
+            "--outbox",
+            outbox,
+            "product",
+            "set",
+            "p02_brioche",
+            r#"{"price": 7, "inventory_stock": 1}"#,
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout
+            .contains("Updated product 'p02_brioche' locally: pending"),
+        "{}",
+        run.stdout
+    );
+    // The run applied it before it ended: a run without the outbox reads
+    // it from the master.
+    let check = cli(dir.path(), &["product", "get", "p02_brioche"]);
+    assert_eq!(check.code, 0, "{}", check.stderr);
+    assert!(check.stdout.contains("\"price\": 7,"), "{}", check.stdout);
+    assert!(
+        check.stdout.contains("\"inventory_stock\": 1,"),
+        "{}",
+        check.stdout
+    );
+    assert!(
+        check.stdout.contains("\"calories\": 340,"),
+        "{}",
+        check.stdout
+    );
+}

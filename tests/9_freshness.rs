@@ -218,7 +218,11 @@ async fn an_ordinary_miss_joins_the_refresh_in_flight() {
         first + 1,
         "the miss answers with the refresh's rows"
     );
-    assert_eq!(probe.reads(), 2, "the first fill and the refresh, nothing more");
+    assert_eq!(
+        probe.reads(),
+        2,
+        "the first fill and the refresh, nothing more"
+    );
 }
 
 #[tokio::test]

@@ -25,7 +25,10 @@ pub(crate) type FlightKey = (String, u64, Option<u64>);
 /// shared backend, a newer token), so it never joins a flight started before
 /// it.
 #[derive(Default)]
-pub(crate) struct Flights(HashMap<String, Vec<((u64, Option<u64>), Flight)>>);
+pub(crate) struct Flights(HashMap<String, Vec<(At, Flight)>>);
+
+/// The generation and token part of a [`FlightKey`].
+type At = (u64, Option<u64>);
 
 impl Flights {
     pub(crate) fn get(&self, key: &FlightKey) -> Option<Flight> {
