@@ -134,7 +134,7 @@ impl From<u32> for PageSelector {
 ///
 /// # Writes
 ///
-/// Writes go through a bounded queue ([`WriteQueueLayer`]) shared by every
+/// Writes go through a bounded queue ([`WriteQueueLayer`](crate::WriteQueueLayer)) shared by every
 /// clone of the LiveTable:
 ///
 /// - **First in, first out, one at a time.** Writes reach the master (or the

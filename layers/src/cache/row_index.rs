@@ -1,53 +1,57 @@
 //! Row-level invalidation: what each stored slot of a namespace holds, and
 //! which slots a change to one row can make wrong.
 //!
-//! # Which slots a change drops
-//!
-//! A [`RowChange`] names one row. With the index complete (see below), the
-//! change drops:
-//!
-//! | slot                                        | [`Updated`]  | [`Inserted`] | [`Deleted`]                       |
-//! |---------------------------------------------|--------------|--------------|-----------------------------------|
-//! | any slot holding the row, or its `get` slot | dropped      | dropped      | dropped                           |
-//! | plain (unconditioned) page not holding it   | **kept**     | dropped      | kept if before the first page of its page size holding the row, else dropped |
-//! | plain unpaginated list not holding it       | **kept**     | dropped      | dropped                           |
-//! | plain count                                 | **kept**     | dropped      | dropped                           |
-//! | conditioned list, page or count             | dropped      | dropped      | as for plain ones, but a page size with no page holding the row drops all its pages |
-//! | `get` slot of another row                   | **kept**     | **kept**     | **kept**                          |
-//!
-//! Why a kept slot still answers what the master would answer now:
-//!
-//! - every slot in the store answers what the master held after the last
-//!   change that reached this namespace's invalidations (that is what the
-//!   generation fence guarantees for every fill; see
-//!   [`Generations`](super::Generations));
-//! - a `get` slot of row `b` depends on row `b` only;
-//! - an update in place changes one row's fields: which rows a plain view
-//!   holds, and in which order, stays the same (this is the assumption the
-//!   user makes by turning row invalidation on: the master's order does not
-//!   depend on fields a write changes, as with vantage-redb's key order or a
-//!   SQL table ordered by its id), so a page that does not hold the row is
-//!   unchanged, and so is the plain count. A conditioned view may gain or
-//!   lose the row (its condition may be on a changed field), so its lists
-//!   and counts go;
-//! - a delete shifts up the rows *after* the deleted one: pages entirely
-//!   before the first page that holds it keep their rows;
-//! - an insert (or a replace, which SQLite makes a delete plus an insert)
-//!   can land anywhere: every list and count goes.
-//!
-//! Anything the index cannot vouch for falls back to dropping the whole
-//! namespace: see [`Namespace::start_row_drop`](super::Namespace::start_row_drop).
-//!
-//! [`Updated`]: RowChange::Updated
-//! [`Inserted`]: RowChange::Inserted
-//! [`Deleted`]: RowChange::Deleted
+//! See [`RowChange`] for which slots a change drops, and why.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::live_stream::LiveEvent;
 
-/// A change to one row, as a write or a live event names it.
+/// A change to one row, as a write or a live event names it: what
+/// [row-level invalidation](super::CacheLayer::with_row_invalidation) drops
+/// for it.
+///
+/// # Which slots a change drops
+///
+/// A change names one row. Where the backend can vouch for what its slots
+/// hold (see the last paragraph), it drops:
+///
+/// | slot                                        | [`Updated`]  | [`Inserted`] | [`Deleted`]                       |
+/// |---------------------------------------------|--------------|--------------|-----------------------------------|
+/// | any slot holding the row, or its `get` slot | dropped      | dropped      | dropped                           |
+/// | plain (unconditioned) page not holding it   | **kept**     | dropped      | kept if before the first page of its page size holding the row, else dropped |
+/// | plain unpaginated list not holding it       | **kept**     | dropped      | dropped                           |
+/// | plain count                                 | **kept**     | dropped      | dropped                           |
+/// | conditioned list, page or count             | dropped      | dropped      | as for plain ones, but a page size with no page holding the row drops all its pages |
+/// | `get` slot of another row                   | **kept**     | **kept**     | **kept**                          |
+///
+/// Why a kept slot still answers what the master would answer now:
+///
+/// - every slot in the store answers what the master held after the last
+///   change that reached this namespace's invalidations (that is what the
+///   generation fence guarantees for every fill; see
+///   [`Generations`](super::Generations));
+/// - a `get` slot of row `b` depends on row `b` only;
+/// - an update in place changes one row's fields: which rows a plain view
+///   holds, and in which order, stays the same (this is the assumption the
+///   user makes by turning row invalidation on: the master's order does not
+///   depend on fields a write changes, as with vantage-redb's key order or a
+///   SQL table ordered by its id), so a page that does not hold the row is
+///   unchanged, and so is the plain count. A conditioned view may gain or
+///   lose the row (its condition may be on a changed field), so its lists
+///   and counts go;
+/// - a delete shifts up the rows *after* the deleted one: pages entirely
+///   before the first page that holds it keep their rows;
+/// - an insert (or a replace, which SQLite makes a delete plus an insert)
+///   can land anywhere: every list and count goes.
+///
+/// Anything the index cannot vouch for falls back to dropping the whole
+/// namespace: see [`Namespace::start_row_drop`](super::Namespace::start_row_drop).
+///
+/// [`Updated`]: RowChange::Updated
+/// [`Inserted`]: RowChange::Inserted
+/// [`Deleted`]: RowChange::Deleted
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RowChange {
