@@ -365,3 +365,41 @@ async fn a_cache_shared_by_processes_drops_the_whole_cache_key() {
     assert_eq!(b.stats().row_invalidations, 0);
     assert_eq!(b.stats().invalidations, 1, "a whole drop");
 }
+
+/// A (re)subscribe with stale-while-revalidate marks every slot stale:
+/// they may miss changes made while nobody listened, so the next write
+/// drops the whole cache_key instead of keeping them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn after_a_resubscribe_marks_slots_stale_the_next_write_drops_everything() {
+    let master = common::redb_master("product").await;
+    grow_products(&master.table, 50).await;
+    let source = ManualLiveStream::new();
+    let (live, probe) = row_live(&master, Arc::new(vantage_live::MemCache::new()));
+    let live = live
+        .with_max_age(std::time::Duration::from_secs(3600))
+        .with_stale_while_revalidate(std::time::Duration::from_secs(3600))
+        .with_live_stream(Arc::new(source.clone()));
+    let mut status = live.live_stream_status().expect("a stream");
+    live.start_live_stream();
+    tokio::time::timeout(PATIENCE, status.wait_for(|s| s.subscribed))
+        .await
+        .expect("subscribed")
+        .expect("task alive");
+    scroll(&live, &master.table, 1..=3, IPP, "warm").await;
+    let id = first_id_on(&master.table, 2).await;
+    live.patch_value(&id, &price(1)).await.unwrap();
+    scroll(&live, &master.table, 1..=3, IPP, "row level").await;
+    assert_eq!(probe.reads(), 4, "page 2 only, before any gap");
+
+    // The stream drops; the task subscribes again and marks slots stale.
+    source.disconnect();
+    tokio::time::timeout(PATIENCE, status.wait_for(|s| s.subscriptions >= 2))
+        .await
+        .expect("subscribed again")
+        .expect("task alive");
+    live.patch_value(&id, &price(2)).await.unwrap();
+    let stale_hits = live.stats().stale_hits;
+    scroll(&live, &master.table, 1..=3, IPP, "after the gap").await;
+    assert_eq!(probe.reads(), 7, "every page read again");
+    assert_eq!(live.stats().stale_hits, stale_hits, "none served stale");
+}

@@ -32,7 +32,8 @@ use crate::write_queue::error::{QueueClosed, WritePanicked};
 /// # use vantage_live_layers::error::into_vantage_error;
 /// let error: tower::BoxError = Box::new(tower::timeout::error::Elapsed::new());
 /// let error = into_vantage_error(error);
-/// assert!(error.to_string().contains("timed out"));
+/// // "a timeout layer gave up waiting: request timed out"
+/// assert_eq!(error.to_string().matches("timed out").count(), 1);
 /// ```
 pub fn into_vantage_error(error: BoxError) -> VantageError {
     let error = match error.downcast::<VantageError>() {
@@ -119,9 +120,11 @@ fn describe(error: &(dyn Error + 'static)) -> &'static str {
         None => error,
     };
     if error.is::<tower::timeout::error::Elapsed>() {
-        "the request timed out"
+        // The source's own text ("request timed out", "service
+        // overloaded") follows: say who gave up, not the same thing twice.
+        "a timeout layer gave up waiting"
     } else if error.is::<tower::load_shed::error::Overloaded>() {
-        "the request was shed: the service is overloaded"
+        "a load-shedding layer refused the request"
     } else if error.is::<tower::buffer::error::Closed>() || error.is::<QueueClosed>() {
         "the write queue is closed"
     } else if error.is::<WritePanicked>() {

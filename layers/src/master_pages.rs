@@ -256,6 +256,11 @@ where
             Some(fence) => Some(fence.fence().await),
             None => None,
         };
+        if before == Some(None) {
+            // The shared store's generation cannot be read: nothing could
+            // be ruled out, however often the pages were read.
+            break;
+        }
         let reads = span.pages().map(|page| {
             let service = ready.take().unwrap_or_else(|| inner.clone());
             let page = view
@@ -274,8 +279,7 @@ where
             Some(fence) => Some(fence.fence().await),
             None => None,
         };
-        // An unreadable fence (`Some(None)`) rules nothing out.
-        if before == after && before != Some(None) {
+        if before == after {
             return Ok(Response::Rows(Arc::new(span.cut(&pages))));
         }
         tracing::debug!(

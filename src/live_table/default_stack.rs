@@ -216,19 +216,22 @@ impl LiveTable {
     ///   an insert) and the row's own `get` slots; other rows' `get` slots
     ///   stay.
     ///
-    /// **Use it only over a master whose row order does not depend on
-    /// fields a patch changes** (vantage-redb's key order, a SQL table
-    /// ordered by its id; not PostgreSQL without an order, which may move an
-    /// updated row) and whose own conditions a patch cannot flip: the cache
-    /// cannot see either. Everything else falls back to dropping the whole
-    /// cache_key: `delete_all`, a bare `Changed` event, a write that
+    /// **Use it only where the cache can trust a write to say what it
+    /// changed**: a patch moves no row (the master is ordered by something
+    /// a patch does not change: vantage-redb's key order, a SQL table
+    /// ordered by its id; not PostgreSQL without an order, which may move
+    /// an updated row), a write changes only the row it names (no
+    /// cascades, triggers or id changes), and every change by other
+    /// writers reaches the cache as a live event. The cache can check none
+    /// of these; [`CacheLayer::with_row_invalidation`](crate::CacheLayer::with_row_invalidation)
+    /// says why each matters. Everything else falls back to dropping the
+    /// whole cache_key: `delete_all`, a bare `Changed` event, a write that
     /// overlapped another write on the same cache and cache_key, and any
     /// backend that cannot vouch for what its slots hold (`RedisCache`,
-    /// `TieredCache`, slots an earlier run left in a `RedbCache`, until the
-    /// first whole drop). See
-    /// [`CacheLayer::with_row_invalidation`](crate::CacheLayer::with_row_invalidation)
-    /// and [`RowChange`](crate::RowChange). [`LiveTable::stats`] counts
-    /// them as `row_invalidations`.
+    /// `TieredCache`, slots an earlier run left in a `RedbCache`, slots a
+    /// (re)subscribe marked stale; until the first whole drop). See
+    /// [`RowChange`](crate::RowChange) for the rules and why they hold.
+    /// [`LiveTable::stats`] counts them as `row_invalidations`.
     pub fn with_row_invalidation(self) -> Self {
         self.rebuild(|c| c.row_invalidation = true)
     }

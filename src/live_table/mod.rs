@@ -267,7 +267,7 @@ where
     ///
     /// The stack's errors reach the caller as `VantageError`s
     /// ([`into_vantage_error`]): the master's own unchanged, a timeout as
-    /// "the request timed out", and so on.
+    /// "a timeout layer gave up waiting: request timed out", and so on.
     ///
     /// Give it the [`CacheLayer`] the stack caches through with
     /// [`LiveTable::with_cache_layer`], so that [`LiveTable::stats`],

@@ -33,8 +33,8 @@
 //! that copy with such a ticket, and the second move refuses it (or, if the
 //! copy landed first, leaves it in an epoch nobody reads).
 //!
-//! Four more things live beside the generation, each with one job; none of
-//! them fences a fill:
+//! More things live beside the generation, each with one job; none of the
+//! first four fences a fill:
 //!
 //! - the **epoch** moves only when the whole namespace is dropped. In-memory
 //!   stores key slots by it, so dropping a namespace is O(1): the old slots
@@ -48,13 +48,24 @@
 //!   the ticket's token, which a backend shared by processes sets to its own
 //!   generation, so that a read issued after another process's invalidation
 //!   never joins a flight started before it), so that concurrent misses of
-//!   one slot through any stack sharing the backend make one master read; and a count of fills, so that a read that missed
+//!   one slot through any stack sharing the backend make one master read;
+//!   and a count of fills, so that a read that missed
 //!   just before another read's fill landed serves that fill instead of
 //!   asking the master again.
 //! - the **stale mark**: a time; slots fetched at or before it are never
 //!   served as fresh (see [`Freshness`](super::Freshness#stale-marks)). It
 //!   drops nothing and fences nothing: a fill it overlaps lands, stamped
 //!   with the time its read started, so the mark covers it too.
+//! - the **row index**: what each stored slot holds, for row-level drops
+//!   ([`Namespace::start_row_drop`]). Its lock is part of the fence for
+//!   those: a fill records its slot under it *before* its check-and-store,
+//!   and a row-level drop moves the generation and takes the doomed slots
+//!   under it, so either the drop sees the record or the fill sees the move.
+//!   It vouches for nothing while a whole drop is in progress, after one
+//!   failed, or after a slot was stored that it did not see.
+//! - the **write counts**: writes through cache layers started and in
+//!   progress, so that a write that overlapped another drops the whole
+//!   namespace instead of its row's slots.
 //!
 //! # For backend authors
 //!
@@ -70,6 +81,18 @@
 //! 3. in [`fill`](super::Cache::fill), store only if
 //!    [`Ticket::is_current`] holds, atomically with respect to the drops of
 //!    step 1 (in-memory stores key the slot by [`Ticket::epoch`]).
+//!
+//! A backend that also answers [`drops_rows`](super::Cache::drops_rows)
+//! with `true` must, in addition:
+//!
+//! 4. in [`invalidate_rows`](super::Cache::invalidate_rows), call
+//!    [`Namespace::start_row_drop`] (a whole drop if it answers `None`),
+//!    drop exactly its slots from every store and memory copy it keeps,
+//!    atomically with respect to fills of each slot, and settle with
+//!    [`RowDrop::finish`];
+//! 5. call [`Namespace::stored_unrecorded`] for every slot stored other
+//!    than through `fill` (a raw `put`) and, on opening a persistent store,
+//!    for every namespace it already holds.
 //!
 //! A backend that does not (a third-party backend implementing only `get`,
 //! `put` and `invalidate_prefix`) gets a `Generations` from each cache layer
@@ -239,10 +262,24 @@ impl DropGuard {
     /// Settle the invalidation: on success its namespaces are clean again
     /// (unless an invalidation that started later failed); on failure they
     /// are unclean until a later invalidation succeeds.
-    pub fn finish<T, E>(self, outcome: &Result<T, E>) {
-        for (ns, generation) in &self.started {
-            ns.end_drop(*generation, self.whole, outcome.is_ok());
+    ///
+    /// A guard dropped without `finish` (its future was cancelled while the
+    /// backend dropped) settles as a failure: what it should have dropped
+    /// may remain.
+    pub fn finish<T, E>(mut self, outcome: &Result<T, E>) {
+        self.settle(outcome.is_ok());
+    }
+
+    fn settle(&mut self, dropped: bool) {
+        for (ns, generation) in std::mem::take(&mut self.started) {
+            ns.end_drop(generation, self.whole, dropped);
         }
+    }
+}
+
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        self.settle(false);
     }
 }
 
@@ -269,10 +306,10 @@ pub struct Namespace {
     /// every generation move, so that a fill recorded before its store is
     /// seen by every row-level drop its store does not lose to.
     rows: Mutex<RowIndex>,
-    /// Writes through cache layers in progress, and writes started so far:
-    /// a write that overlapped another does not drop at row level.
-    writes_active: AtomicU64,
-    writes_started: AtomicU64,
+    /// Writes through cache layers: started so far (high 32 bits) and in
+    /// progress (low 32 bits), in one word so that a write reads both at
+    /// once. A write that overlapped another does not drop at row level.
+    writes: AtomicU64,
 }
 
 impl Namespace {
@@ -287,8 +324,7 @@ impl Namespace {
             stale_before: AtomicU64::new(0),
             flights: Mutex::new(Flights::default()),
             rows: Mutex::new(RowIndex::default()),
-            writes_active: AtomicU64::new(0),
-            writes_started: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
         }
     }
 
@@ -442,6 +478,7 @@ impl Namespace {
             namespace: self.clone(),
             generation,
             slots,
+            settled: false,
         })
     }
 
@@ -473,20 +510,22 @@ impl Namespace {
     /// A write through a cache layer starts: whether another one is in
     /// progress, and this write's place among those started.
     pub(crate) fn write_started(&self) -> WriteSpan {
-        let others = self.writes_active.fetch_add(1, Ordering::SeqCst) > 0;
-        let number = self.writes_started.fetch_add(1, Ordering::SeqCst) + 1;
-        WriteSpan { others, number }
+        let before = self.writes.fetch_add(WRITE_STARTED | 1, Ordering::SeqCst);
+        WriteSpan {
+            others: before & WRITES_ACTIVE != 0,
+            number: (before >> 32).wrapping_add(1) & WRITES_ACTIVE,
+        }
     }
 
     /// Whether the write that started as `span` overlapped no other write
     /// so far (call it after the master answered, before invalidating).
     pub(crate) fn write_alone(&self, span: &WriteSpan) -> bool {
-        !span.others && self.writes_started.load(Ordering::SeqCst) == span.number
+        !span.others && self.writes.load(Ordering::SeqCst) >> 32 == span.number
     }
 
     /// The write that started as `span` is over (invalidated or not).
     pub(crate) fn write_ended(&self) {
-        self.writes_active.fetch_sub(1, Ordering::SeqCst);
+        self.writes.fetch_sub(1, Ordering::SeqCst);
     }
 
     /// The invalidation that started at `generation` dropped what it had to:
@@ -534,6 +573,7 @@ pub struct RowDrop {
     namespace: Arc<Namespace>,
     generation: u64,
     slots: Vec<Arc<str>>,
+    settled: bool,
 }
 
 impl RowDrop {
@@ -546,8 +586,12 @@ impl RowDrop {
     /// backend) until an invalidation started later succeeds.
     ///
     /// A success does not clean a namespace an earlier failure left
-    /// unclean: only a whole drop removes what that one failed to.
-    pub fn finish<T, E>(self, outcome: &Result<T, E>) {
+    /// unclean: only a whole drop removes what that one failed to. A
+    /// `RowDrop` dropped without `finish` (its future was cancelled while
+    /// the backend dropped) poisons the namespace: its slots may remain in
+    /// some store, and the index no longer lists them.
+    pub fn finish<T, E>(mut self, outcome: &Result<T, E>) {
+        self.settled = true;
         let namespace = &self.namespace;
         if outcome.is_err() {
             namespace.mark_unclean(self.generation);
@@ -555,6 +599,14 @@ impl RowDrop {
             namespace.row_index().forget();
         }
         namespace.advance(false);
+    }
+}
+
+impl Drop for RowDrop {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.namespace.poison();
+        }
     }
 }
 
@@ -566,6 +618,11 @@ impl fmt::Debug for RowDrop {
             .finish()
     }
 }
+
+/// One write started, in [`Namespace`]'s `writes` word (the high half).
+const WRITE_STARTED: u64 = 1 << 32;
+/// The writes in progress, in the same word (the low half).
+const WRITES_ACTIVE: u64 = (1 << 32) - 1;
 
 /// Where a write stood among the writes of its namespace when it started.
 #[derive(Debug)]
@@ -613,5 +670,64 @@ impl Ticket {
     /// store.
     pub fn is_current(&self, namespace: &Namespace) -> bool {
         namespace.generation() == self.generation
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn namespace() -> Arc<Namespace> {
+        let generations = Generations::new();
+        let ns = generations.namespace("n");
+        ns.enable_row_index();
+        ns
+    }
+
+    #[test]
+    fn a_row_drop_cancelled_before_it_settles_poisons_the_namespace() {
+        let ns = namespace();
+        ns.record_fill("list/-/p1x10", ["a"].into_iter());
+        let drop = ns
+            .start_row_drop(&RowChange::Updated("a".into()))
+            .expect("the index vouches");
+        assert_eq!(drop.slots().len(), 1);
+        let epoch = ns.epoch();
+        std::mem::drop(drop);
+        assert!(ns.is_unclean(), "reads bypass the store");
+        assert!(ns.epoch() > epoch, "memory copies are out of reach");
+        assert!(
+            ns.start_row_drop(&RowChange::Updated("a".into())).is_none(),
+            "the index no longer vouches"
+        );
+    }
+
+    #[test]
+    fn a_whole_drop_cancelled_before_it_settles_leaves_the_namespace_unclean() {
+        let generations = Generations::new();
+        let ns = generations.namespace("n");
+        ns.enable_row_index();
+        let guard = generations.start_drop("n/", true);
+        std::mem::drop(guard);
+        assert!(ns.is_unclean());
+        assert!(ns.start_row_drop(&RowChange::Updated("a".into())).is_none());
+        // A whole drop that succeeds makes it vouch again.
+        generations.start_drop("n/", true).finish::<(), ()>(&Ok(()));
+        assert!(!ns.is_unclean());
+        assert!(ns.start_row_drop(&RowChange::Updated("a".into())).is_some());
+    }
+
+    #[test]
+    fn overlapping_writes_are_never_alone() {
+        let ns = namespace();
+        let first = ns.write_started();
+        let second = ns.write_started();
+        assert!(!ns.write_alone(&first), "another started after it");
+        assert!(!ns.write_alone(&second), "another was in progress");
+        ns.write_ended();
+        ns.write_ended();
+        let third = ns.write_started();
+        assert!(ns.write_alone(&third));
+        ns.write_ended();
     }
 }

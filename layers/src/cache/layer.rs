@@ -102,22 +102,35 @@ impl CacheLayer {
     /// `Updated`, `Inserted`, `Deleted`). [`RowChange`](super::RowChange)
     /// lists which slots survive which change, and why.
     ///
-    /// Turn it on only over a master whose order does not depend on the
-    /// fields a `patch` changes (vantage-redb's key order; a SQL table
-    /// ordered by its id): the layer cannot see the master's order, and a
-    /// patch that moves a row would leave pages that do not hold it
-    /// unchanged in the cache. Conditions baked into the master (not into
-    /// the view) count the same way: a patch must not move a row in or out.
+    /// What it assumes, and the cache cannot check; turn it on only where
+    /// all of it holds:
+    ///
+    /// - **a patch moves no row**: the master's order does not depend on
+    ///   the fields a patch changes (vantage-redb's key order; a SQL table
+    ///   ordered by its id; not PostgreSQL without an order, which may move
+    ///   an updated row), and conditions baked into the master (not into
+    ///   the view) cannot gain or lose the row;
+    /// - **a write changes only the row it names**: no cascades, triggers
+    ///   or unique-key conflicts that change other rows of the table, no
+    ///   change of a row's id; and ids are spelled the same in writes,
+    ///   events and the rows the master lists (an `insert` whose id the
+    ///   master replaces: use `insert_return_id`);
+    /// - **every change reaches the cache**: through a stack sharing the
+    ///   backend and cache_key, or as a live event. Without row
+    ///   invalidation, your next write flushes slots that miss a change the
+    ///   cache never heard of; with it, slots that do not hold the written
+    ///   row stay (a max age bounds how long).
     ///
     /// Falls back to dropping the whole cache_key for `delete_all`, a bare
     /// `Changed` event, a write that overlapped another write through any
     /// stack sharing the backend and cache_key, and whenever the backend
     /// cannot vouch for what its slots hold: a backend shared by processes
     /// (`RedisCache`, `TieredCache`), slots an earlier process left in a
-    /// `RedbCache` file (until the first whole drop), raw
-    /// [`Cache::put`](super::Cache::put)s, and slots filled before any layer
-    /// turned it on. Within those limits every guarantee of the layer holds
-    /// as it does without it.
+    /// `RedbCache` file, raw [`Cache::put`](super::Cache::put)s, slots
+    /// filled before any layer turned it on, and slots a (re)subscribe
+    /// marked stale (until the next whole drop, in each case). Where those
+    /// assumptions hold, every guarantee of the layer holds as it does
+    /// without row invalidation: the model test checks it.
     ///
     /// A setting: call it before building services; the layer it returns
     /// shares this one's backend state and counters.

@@ -94,7 +94,8 @@ impl RowChange {
     }
 }
 
-/// How many (row, slot) pairs one namespace's index holds at most. Past it
+/// How many entries (slots, and (row, slot) pairs) one namespace's index
+/// holds at most. Past it
 /// the index gives up (the next row-level change drops the whole namespace,
 /// which starts the index afresh), so its memory stays bounded even when the
 /// backend evicts slots the index still lists.
@@ -243,6 +244,8 @@ impl RowIndex {
                         rows: HashSet::new(),
                     },
                 );
+                // A slot counts as one entry, rows or not.
+                self.pairs += 1;
                 key
             }
         };
@@ -332,6 +335,7 @@ impl RowIndex {
         let Some(indexed) = self.slots.remove(slot) else {
             return;
         };
+        self.pairs -= 1;
         for row in indexed.rows {
             self.pairs -= 1;
             if let Some(slots) = self.by_row.get_mut(&row) {

@@ -100,6 +100,13 @@ impl Shared {
     /// [`Freshness`](super::Freshness#stale-marks)).
     pub(crate) fn mark_stale(&self) {
         self.namespace.mark_stale(self.freshness.now());
+        // Slots that may miss changes nobody reported: the row index can no
+        // longer vouch that a slot without a written row is current, so the
+        // next row-level change drops the whole cache_key (if anything was
+        // ever stored: an empty namespace has no such slot).
+        if self.namespace.fills() > 0 {
+            self.namespace.stored_unrecorded();
+        }
     }
 
     /// Drop every slot of this cache_key. The backend moves the namespace's
