@@ -22,6 +22,8 @@
 #[path = "../tests/common/bakery.rs"]
 #[allow(dead_code)]
 mod bakery;
+#[path = "support/products.rs"]
+mod products;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,14 +34,9 @@ use tower::timeout::error::Elapsed;
 use tower::ServiceBuilder;
 use vantage_dataset::prelude::{ReadableValueSet, WritableValueSet};
 use vantage_live::{CacheLayer, LiveTable, MemCache, StatsSnapshot, TableService, WriteQueueLayer};
-use vantage_sql::condition::SqliteCondition;
-use vantage_sql::primitives::identifier::ident;
-use vantage_sql::sqlite::SqliteDB;
 use vantage_table::any::AnyTable;
-use vantage_table::sorting::OrderBy;
-use vantage_table::table::Table;
 use vantage_table::traits::table_like::TableLike;
-use vantage_types::{EmptyEntity, Record};
+use vantage_types::Record;
 
 /// How long a master request may take before tower's timeout gives up.
 const TIMEOUT: Duration = Duration::from_millis(300);
@@ -51,7 +48,7 @@ const HOLD: Duration = Duration::from_secs(10);
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The master: the bakery's product table in a fresh SQLite file.
     let dir = tempfile::tempdir()?;
-    let master = sqlite_products(&dir.path().join("bakery.sqlite")).await?;
+    let master = products::sqlite_products(&dir.path().join("bakery.sqlite")).await?;
     println!("master: {} rows in SQLite", master.get_count().await?);
 
     // The stack, outermost first. `slow` is the demo's switch: while it is
@@ -148,26 +145,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("   the same read again, master answering: name = {name:?}");
     print_stats(live.stats());
     Ok(())
-}
-
-/// The bakery's product table in a new SQLite file at `file`, seeded.
-async fn sqlite_products(file: &std::path::Path) -> Result<AnyTable, Box<dyn std::error::Error>> {
-    let model = bakery::Model::load();
-    let product = model.entity("product");
-    let db = SqliteDB::connect(&format!("sqlite://{}?mode=rwc", file.display())).await?;
-    sqlx::query(&product.create_table_sql(false, false))
-        .execute(db.pool())
-        .await?;
-    let table = bakery::with_columns(
-        Table::<SqliteDB, EmptyEntity>::new(product.table.clone(), db),
-        product,
-    )
-    .with_order(OrderBy::ascending(SqliteCondition::from(ident("id"))));
-    let master = AnyTable::from_table(table);
-    for (id, record) in product.seed() {
-        master.insert_value(&id, &record).await?;
-    }
-    Ok(master)
 }
 
 /// A new product.

@@ -27,20 +27,15 @@
 #[path = "../tests/common/bakery.rs"]
 #[allow(dead_code)]
 mod bakery;
+#[path = "support/products.rs"]
+mod products;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use vantage_dataset::prelude::{ReadableValueSet, WritableValueSet};
+use vantage_dataset::prelude::ReadableValueSet;
 use vantage_live::cache::RemovalCause;
 use vantage_live::{LiveTable, MemCache};
-use vantage_sql::condition::SqliteCondition;
-use vantage_sql::primitives::identifier::ident;
-use vantage_sql::sqlite::SqliteDB;
-use vantage_table::any::AnyTable;
-use vantage_table::sorting::OrderBy;
-use vantage_table::table::Table;
-use vantage_types::EmptyEntity;
 
 /// A slot not read or stored for this long expires.
 const TIME_TO_IDLE: Duration = Duration::from_millis(300);
@@ -50,7 +45,7 @@ const MAX_WEIGHT: u64 = 1024 * 1024;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
-    let master = sqlite_products(&dir.path().join("bakery.sqlite")).await?;
+    let master = products::sqlite_products(&dir.path().join("bakery.sqlite")).await?;
 
     // The cache, with our own moka settings. The listener runs on whichever
     // thread moka does its housekeeping on: keep it short.
@@ -135,24 +130,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         return Err("the product's slot should still be cached".into());
     }
     Ok(())
-}
-
-/// The bakery's product table in a new SQLite file at `file`, seeded.
-async fn sqlite_products(file: &std::path::Path) -> Result<AnyTable, Box<dyn std::error::Error>> {
-    let model = bakery::Model::load();
-    let product = model.entity("product");
-    let db = SqliteDB::connect(&format!("sqlite://{}?mode=rwc", file.display())).await?;
-    sqlx::query(&product.create_table_sql(false, false))
-        .execute(db.pool())
-        .await?;
-    let table = bakery::with_columns(
-        Table::<SqliteDB, EmptyEntity>::new(product.table.clone(), db),
-        product,
-    )
-    .with_order(OrderBy::ascending(SqliteCondition::from(ident("id"))));
-    let master = AnyTable::from_table(table);
-    for (id, record) in product.seed() {
-        master.insert_value(&id, &record).await?;
-    }
-    Ok(master)
 }

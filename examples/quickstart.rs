@@ -13,26 +13,17 @@
 #[path = "../tests/common/bakery.rs"]
 #[allow(dead_code)]
 mod bakery;
+#[path = "support/products.rs"]
+mod products;
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use vantage_dataset::prelude::{ReadableValueSet, WritableValueSet};
+use vantage_dataset::prelude::ReadableValueSet;
 use vantage_live::{Cache, LiveTable, MemCache};
-use vantage_sql::condition::SqliteCondition;
-use vantage_sql::primitives::identifier::ident;
-use vantage_sql::sqlite::SqliteDB;
-use vantage_table::any::AnyTable;
-use vantage_table::sorting::OrderBy;
-use vantage_table::table::Table;
-use vantage_table::traits::table_like::TableLike;
-use vantage_types::EmptyEntity;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let model = bakery::Model::load();
-    let product = model.entity("product");
-
     // The master: a SQLite file, created and seeded on first run (the first
     // argument, or target/quickstart/bakery.sqlite).
     let file = match std::env::args_os().nth(1) {
@@ -41,25 +32,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/quickstart/bakery.sqlite")
         }
     };
-    if let Some(folder) = file.parent() {
-        std::fs::create_dir_all(folder)?;
-    }
-    let url = format!("sqlite://{}?mode=rwc", file.display());
-    let db = SqliteDB::connect(&url).await?;
-    sqlx::query(&product.create_table_sql(false, true))
-        .execute(db.pool())
-        .await?;
-    let table = bakery::with_columns(
-        Table::<SqliteDB, EmptyEntity>::new(product.table.clone(), db),
-        product,
-    )
-    .with_order(OrderBy::ascending(SqliteCondition::from(ident("id"))));
-    let master = AnyTable::from_table(table);
-    if master.get_count().await? == 0 {
-        for (id, record) in product.seed() {
-            master.insert_value(&id, &record).await?;
-        }
-    }
+    let master = products::sqlite_products(&file).await?;
 
     // Wrap it. "products" is the cache key: the caller's to choose.
     let cache = Arc::new(MemCache::new());
