@@ -130,6 +130,24 @@ async fn a_slot_older_than_its_max_age_is_a_miss() {
     assert_eq!(probe.reads(), 2);
 }
 
+/// Change the row's price to `first + 1` on the master, behind the cache,
+/// age the slot into its window, and hold the next master read (the
+/// refresh's) once it has its answer.
+async fn change_behind_and_age(
+    master: &common::Master,
+    probe: &common::Probe,
+    clock: &ManualClock,
+    first: i64,
+) -> common::Held {
+    master
+        .table
+        .patch_value(&ROW.to_string(), &price(first + 1))
+        .await
+        .unwrap();
+    clock.advance(MAX_AGE + WINDOW / 2);
+    probe.hold_reads(1)
+}
+
 #[tokio::test]
 async fn a_stale_slot_is_served_at_once_and_refreshed_once() {
     let Setup {
@@ -141,16 +159,9 @@ async fn a_stale_slot_is_served_at_once_and_refreshed_once() {
     } = setup(Some(WINDOW)).await;
 
     let first = price_of(&live).await;
-    master
-        .table
-        .patch_value(&ROW.to_string(), &price(first + 1))
-        .await
-        .unwrap();
-    clock.advance(MAX_AGE + WINDOW / 2);
-
     // Hold the refresh's master read, so that every stale hit meanwhile
     // finds it in flight.
-    let mut held = probe.hold_reads(1);
+    let mut held = change_behind_and_age(&master, &probe, &clock, first).await;
     for _ in 0..5 {
         assert_eq!(price_of(&live).await, first, "stale: served at once");
     }
@@ -190,13 +201,7 @@ async fn an_ordinary_miss_joins_the_refresh_in_flight() {
     } = setup(Some(WINDOW)).await;
 
     let first = price_of(&live).await;
-    master
-        .table
-        .patch_value(&ROW.to_string(), &price(first + 1))
-        .await
-        .unwrap();
-    clock.advance(MAX_AGE + WINDOW / 2);
-    let mut held = probe.hold_reads(1);
+    let mut held = change_behind_and_age(&master, &probe, &clock, first).await;
     assert_eq!(price_of(&live).await, first, "stale: served at once");
     held.fetched().await;
     assert_eq!(live.stats().refreshes, 1);

@@ -70,6 +70,31 @@ fn row_live(master: &Master, cache: Arc<dyn Cache>) -> (LiveTable, Arc<Probe>) {
     (live, probe)
 }
 
+/// Start `live`'s event task and wait for its first subscription.
+async fn subscribed(live: &LiveTable) -> vantage_live::EventStatus {
+    let mut status = live.live_stream_status().expect("a stream");
+    live.start_live_stream();
+    tokio::time::timeout(PATIENCE, status.wait_for(|s| s.subscribed))
+        .await
+        .expect("subscribed")
+        .expect("task alive");
+    status
+}
+
+/// Push `event` and wait until the event task has handled it.
+async fn handled(
+    status: &mut vantage_live::EventStatus,
+    source: &ManualLiveStream,
+    event: LiveEvent,
+) {
+    let events = status.current().events;
+    source.push(event);
+    tokio::time::timeout(PATIENCE, status.wait_for(|s| s.events > events))
+        .await
+        .expect("event handled")
+        .expect("task alive");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn scroll_edit_scroll_reads_the_edited_page_only() {
     for master in masters().await {
@@ -180,35 +205,20 @@ async fn events_that_name_a_row_drop_what_a_write_would() {
         let source = ManualLiveStream::new();
         let (live, probe) = row_live(&master, Arc::new(vantage_live::MemCache::new()));
         let live = live.with_live_stream(Arc::new(source.clone()));
-        let mut status = live.live_stream_status().expect("a stream");
-        live.start_live_stream();
-        tokio::time::timeout(PATIENCE, status.wait_for(|s| s.subscribed))
-            .await
-            .expect("subscribed")
-            .expect("task alive");
+        let mut status = subscribed(&live).await;
         scroll(&live, &master.table, 1..=5, IPP, what).await;
         let before = probe.reads();
 
         // A change behind the LiveTable's back, reported by row.
         let id = first_id_on(&master.table, 2).await;
         master.table.patch_value(&id, &price(77)).await.unwrap();
-        let events = status.current().events;
-        source.push(LiveEvent::updated(id.clone()));
-        tokio::time::timeout(PATIENCE, status.wait_for(|s| s.events > events))
-            .await
-            .expect("event handled")
-            .expect("task alive");
+        handled(&mut status, &source, LiveEvent::updated(id.clone())).await;
         scroll(&live, &master.table, 1..=5, IPP, what).await;
         assert_eq!(probe.reads() - before, 1, "{what}: page 2 only");
 
         // A bare change names nothing: every page goes.
         master.table.patch_value(&id, &price(78)).await.unwrap();
-        let events = status.current().events;
-        source.push(LiveEvent::Changed);
-        tokio::time::timeout(PATIENCE, status.wait_for(|s| s.events > events))
-            .await
-            .expect("event handled")
-            .expect("task alive");
+        handled(&mut status, &source, LiveEvent::Changed).await;
         scroll(&live, &master.table, 1..=5, IPP, what).await;
         assert_eq!(probe.reads() - before, 6, "{what}: all five pages");
     }
@@ -379,12 +389,7 @@ async fn after_a_resubscribe_marks_slots_stale_the_next_write_drops_everything()
         .with_max_age(std::time::Duration::from_secs(3600))
         .with_stale_while_revalidate(std::time::Duration::from_secs(3600))
         .with_live_stream(Arc::new(source.clone()));
-    let mut status = live.live_stream_status().expect("a stream");
-    live.start_live_stream();
-    tokio::time::timeout(PATIENCE, status.wait_for(|s| s.subscribed))
-        .await
-        .expect("subscribed")
-        .expect("task alive");
+    let mut status = subscribed(&live).await;
     scroll(&live, &master.table, 1..=3, IPP, "warm").await;
     let id = first_id_on(&master.table, 2).await;
     live.patch_value(&id, &price(1)).await.unwrap();
