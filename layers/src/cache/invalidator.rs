@@ -4,7 +4,7 @@ use std::sync::Arc;
 use vantage_core::Result;
 
 use super::row_index::RowChange;
-use super::service::Shared;
+use super::shared::Shared;
 use crate::stats::Stats;
 
 /// A handle that drops every slot of one [`CacheLayer`](super::CacheLayer)'s

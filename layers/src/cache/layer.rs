@@ -7,7 +7,8 @@ use tower::Layer;
 use super::backend::Cache;
 use super::freshness::{Clock, Freshness};
 use super::invalidator::Invalidator;
-use super::service::{CacheService, Shared};
+use super::service::CacheService;
+use super::shared::Shared;
 use super::slot::SlotKeys;
 use crate::stats::Stats;
 

@@ -161,9 +161,12 @@ mod group;
 mod invalidator;
 mod layer;
 mod legacy;
+mod read;
 mod row_index;
 mod service;
+mod shared;
 mod slot;
+mod write;
 
 pub use self::backend::{Cache, NoCache, Peek};
 pub use self::cached::{CachedRows, CachedSlot, SlotKind, SlotValue, COUNT_ROW};
