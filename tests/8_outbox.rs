@@ -500,3 +500,65 @@ async fn postgres_outage_through_a_real_connection() {
         stats.unreachable_attempts, stats.last_error
     );
 }
+
+/// The first insert lands and loses its answer (so its retry is a replay,
+/// checked by reading the row back); that check panics.
+#[derive(Default)]
+struct PanickingReplayCheck {
+    landed: std::sync::atomic::AtomicBool,
+}
+
+impl common::hooked::Hooks for PanickingReplayCheck {
+    fn read<'a, T: Send + 'a>(
+        &'a self,
+        call: common::hooked::Call<'a, T>,
+    ) -> common::hooked::Call<'a, T> {
+        if self.landed.load(std::sync::atomic::Ordering::SeqCst) {
+            panic!("the replay check blew up");
+        }
+        call
+    }
+
+    fn write<'a, T: Send + 'a>(
+        &'a self,
+        _op: &'static str,
+        _id: Option<&'a str>,
+        call: common::hooked::Call<'a, T>,
+    ) -> common::hooked::Call<'a, T> {
+        Box::pin(async move {
+            call.await?;
+            self.landed.store(true, std::sync::atomic::Ordering::SeqCst);
+            Err(common::unreachable::connection_error("the answer was lost"))
+        })
+    }
+}
+
+/// A panic in the drain outside the write itself stops the worker; flushes
+/// and `close` return instead of waiting for ever, and the write stays
+/// pending in the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_drain_stops_without_hanging_flush_or_close() {
+    let master = common::redb_master("product").await;
+    let dir = tempfile::tempdir().unwrap();
+    let table = common::hooked::Hooked::wrap(
+        master.table.clone(),
+        Arc::new(PanickingReplayCheck::default()),
+    );
+    let outbox = OutboxLayer::open(dir.path())
+        .unwrap()
+        .initial_backoff(Duration::from_millis(1))
+        .max_backoff(Duration::from_millis(5));
+    let live =
+        LiveTable::new(table, "products", Arc::new(MemCache::new())).with_outbox_layer(outbox);
+    live.insert_value(&"p_boom".to_string(), &product("Boom", 1))
+        .await
+        .unwrap();
+    let handle = live.outbox().expect("an outbox").clone();
+    tokio::time::timeout(PATIENCE, handle.flush())
+        .await
+        .expect("flush returns once the worker stopped");
+    assert_eq!(handle.pending_ids(), vec!["p_boom"], "still pending");
+    tokio::time::timeout(PATIENCE, handle.close())
+        .await
+        .expect("close returns");
+}

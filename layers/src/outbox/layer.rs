@@ -7,8 +7,10 @@ use tower::{BoxError, Layer, Service};
 use vantage_table::any::AnyTable;
 
 use super::classify::{classify, Classifier, Failure};
-use super::core::{starter, Core, OutboxHandle, Settings};
+use super::core::{Core, Settings};
+use super::drain::starter;
 use super::error::OpenOutboxError;
+use super::handle::OutboxHandle;
 use super::service::Outbox;
 use super::store::Store;
 use crate::backoff::BackoffPolicy;

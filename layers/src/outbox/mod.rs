@@ -234,22 +234,26 @@
 //! # Ok(()) }
 //! ```
 
+mod accept;
 pub mod classify;
 mod core;
+mod drain;
 mod entry;
 pub mod error;
 pub mod future;
+mod handle;
 mod layer;
 mod overlay;
+mod receipt;
 mod service;
+mod status;
 mod store;
 
 pub use self::classify::{classify, Classifier, Failure, UNREACHABLE_MARKERS};
-pub use self::core::{
-    FlushOutcome, OutboxHandle, OutboxStats, Receipt, Settled, Verdict, WriteStatus,
-    RECENT_VERDICTS,
-};
 pub use self::entry::{DeadLetter, OutboxOp, PendingWrite};
+pub use self::handle::OutboxHandle;
 pub use self::layer::{OutboxLayer, DEFAULT_MAX_PENDING};
+pub use self::receipt::Receipt;
 pub use self::service::Outbox;
+pub use self::status::{FlushOutcome, OutboxStats, Settled, Verdict, WriteStatus, RECENT_VERDICTS};
 pub use self::store::FILE_NAME;

@@ -4,8 +4,9 @@ use std::task::{Context, Poll};
 
 use tower::{BoxError, Service, ServiceExt};
 
-use super::core::{Core, OutboxHandle};
+use super::core::Core;
 use super::future::ResponseFuture;
+use super::handle::OutboxHandle;
 use super::overlay::Overlay;
 use crate::request::{Request, Response};
 
