@@ -48,6 +48,9 @@ pub(super) type Starter = Box<dyn FnOnce(Arc<Core>, watch::Receiver<()>) + Send>
 pub(super) struct State {
     pub(super) pending: VecDeque<Arc<PendingWrite>>,
     pub(super) dead: BTreeMap<u64, DeadLetter>,
+    /// Dead letters a clear took out of the file before their rejection
+    /// reached `dead`: the rejection must not bring them back in memory.
+    pub(super) cleared: std::collections::BTreeSet<u64>,
     pub(super) next_seq: u64,
     /// The master may already hold the head write (a crash, or an attempt
     /// whose outcome is unknown): its next attempt is a replay.
@@ -119,6 +122,7 @@ impl Core {
                     .into_iter()
                     .map(|d| (d.write.seq, d))
                     .collect(),
+                cleared: Default::default(),
                 next_seq: contents.next_seq,
                 // The previous process may have sent the head and died before
                 // removing it: its first attempt here is a replay.
@@ -226,7 +230,9 @@ impl Core {
                 Verdict::Applied(_) => state.applied += 1,
                 Verdict::Rejected(dead) => {
                     state.rejected += 1;
-                    state.dead.insert(write.seq, dead.clone());
+                    if !state.cleared.remove(&write.seq) {
+                        state.dead.insert(write.seq, dead.clone());
+                    }
                 }
                 Verdict::Forgotten => {}
             }

@@ -230,8 +230,9 @@ impl fmt::Display for NotStorable {
 
 impl std::error::Error for NotStorable {}
 
-/// The outbox's worker is gone (its tokio runtime shut down) before the
-/// write's fate was known. A write refused this way was not accepted.
+/// The outbox is closed ([`OutboxHandle::close`](super::OutboxHandle::close)
+/// was called, or its tokio runtime shut down) before the write's fate was
+/// known. A write refused this way was not accepted.
 #[derive(Clone, Debug, Default)]
 pub struct OutboxClosed {
     _p: (),
@@ -245,7 +246,7 @@ impl OutboxClosed {
 
 impl fmt::Display for OutboxClosed {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.pad("the outbox is closed (its tokio runtime shut down)")
+        f.pad("the outbox is closed (by its handle, or its tokio runtime shut down)")
     }
 }
 

@@ -104,14 +104,15 @@ impl OutboxHandle {
             .await
             .map_err(|e| Box::new(OutboxStoreFailed::new(self.file(), e)) as BoxError)?
             .map_err(|e| Box::new(OutboxStoreFailed::new(self.file(), e)) as BoxError)?;
+        // Exactly what left the file: a rejection stored after the clear
+        // stays; one stored before it but not yet in memory is kept out.
         let mut state = lock(&self.core.state);
-        match seq {
-            Some(seq) => {
-                state.dead.remove(&seq);
+        for seq in &removed {
+            if state.dead.remove(seq).is_none() {
+                state.cleared.insert(*seq);
             }
-            None => state.dead.clear(),
         }
-        Ok(removed)
+        Ok(removed.len())
     }
 
     /// Drop every dead letter (durably); answers how many there were.

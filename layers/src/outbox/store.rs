@@ -7,10 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-    TableError,
-};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, TableError};
 
 use super::entry::{DeadLetter, PendingWrite, FORMAT};
 use super::error::{open_error, OpenOutboxError};
@@ -184,15 +181,21 @@ impl Store {
         })
     }
 
-    /// Drop dead letters: `Some(seq)` one, `None` all. Answers how many went.
-    pub(crate) fn clear_dead(&self, seq: Option<u64>) -> StoreResult<usize> {
-        let mut removed = 0;
+    /// Drop dead letters: `Some(seq)` one, `None` all. Answers which went.
+    pub(crate) fn clear_dead(&self, seq: Option<u64>) -> StoreResult<Vec<u64>> {
+        let mut removed = Vec::new();
         self.write(|txn| {
             let mut table = txn.open_table(DEAD)?;
             match seq {
-                Some(seq) => removed = usize::from(table.remove(seq)?.is_some()),
+                Some(seq) => {
+                    if table.remove(seq)?.is_some() {
+                        removed.push(seq);
+                    }
+                }
                 None => {
-                    removed = table.len()? as usize;
+                    for entry in table.iter()? {
+                        removed.push(entry?.0.value());
+                    }
                     table.retain(|_, _| false)?;
                 }
             }
