@@ -186,6 +186,12 @@ pub(crate) struct RowIndex {
     whole_drops: usize,
     slots: HashMap<Arc<str>, Indexed>,
     by_row: HashMap<Arc<str>, HashSet<Arc<str>>>,
+    /// The slots that are not `get` slots (lists, pages, counts, others),
+    /// and those of them a patch can change without holding the row
+    /// (conditioned ones, others): what a change looks at besides the
+    /// slots holding its row, so that it never walks every `get` slot.
+    lists: HashSet<Arc<str>>,
+    conditioned: HashSet<Arc<str>>,
     pairs: usize,
 }
 
@@ -218,8 +224,14 @@ impl RowIndex {
     /// entries.
     pub(crate) fn forget(&mut self) {
         self.complete = false;
+        self.clear();
+    }
+
+    fn clear(&mut self) {
         self.slots = HashMap::new();
         self.by_row = HashMap::new();
+        self.lists = HashSet::new();
+        self.conditioned = HashSet::new();
         self.pairs = 0;
     }
 
@@ -237,10 +249,17 @@ impl RowIndex {
             Some((key, _)) => key.clone(),
             None => {
                 let key: Arc<str> = slot.into();
+                let shape = Shape::of(slot);
+                if shape != Shape::Row {
+                    self.lists.insert(key.clone());
+                    if shape.conditioned() || shape == Shape::Other {
+                        self.conditioned.insert(key.clone());
+                    }
+                }
                 self.slots.insert(
                     key.clone(),
                     Indexed {
-                        shape: Shape::of(slot),
+                        shape,
                         rows: HashSet::new(),
                     },
                 );
@@ -270,9 +289,7 @@ impl RowIndex {
     pub(crate) fn whole_drop_started(&mut self) {
         self.whole_drops += 1;
         if self.enabled {
-            self.slots = HashMap::new();
-            self.by_row = HashMap::new();
-            self.pairs = 0;
+            self.clear();
             self.complete = true;
         }
     }
@@ -305,13 +322,22 @@ impl RowIndex {
                 }
             }
         }
-        let doomed: Vec<Arc<str>> = self
-            .slots
+        // Besides the slots holding the row, a patch can change only
+        // conditioned views; an insert or a delete, any list or count.
+        let others = match change {
+            RowChange::Updated(_) => &self.conditioned,
+            RowChange::Inserted(_) | RowChange::Deleted(_) => &self.lists,
+        };
+        let doomed: Vec<Arc<str>> = holding
             .iter()
-            .filter(|(slot, indexed)| {
+            .chain(others.iter().filter(|slot| !holding.contains(*slot)))
+            .filter(|slot| {
                 if holding.contains(*slot) {
                     return true;
                 }
+                let Some(indexed) = self.slots.get(*slot) else {
+                    return false;
+                };
                 match (&indexed.shape, change) {
                     (Shape::Other, _) => true,
                     (Shape::Row, _) => false,
@@ -323,7 +349,7 @@ impl RowIndex {
                     (_, RowChange::Deleted(_)) => true,
                 }
             })
-            .map(|(slot, _)| slot.clone())
+            .cloned()
             .collect();
         for slot in &doomed {
             self.remove(slot);
@@ -335,6 +361,8 @@ impl RowIndex {
         let Some(indexed) = self.slots.remove(slot) else {
             return;
         };
+        self.lists.remove(slot);
+        self.conditioned.remove(slot);
         self.pairs -= 1;
         for row in indexed.rows {
             self.pairs -= 1;
