@@ -353,6 +353,12 @@ impl<S> LiveTable<S> {
     ///   panicked or never answered counts as failed);
     /// - `invalidations`: successful drops of the cache_key (after each
     ///   write, on each live event and each (re)subscription);
+    /// - `row_invalidations`: with
+    ///   [`with_row_invalidation`](LiveTable::with_row_invalidation), writes
+    ///   and events that dropped only the slots their row can change;
+    /// - `stale_hits`, `refreshes`, `failed_refreshes`: with
+    ///   [`with_stale_while_revalidate`](LiveTable::with_stale_while_revalidate),
+    ///   slots served stale, and their background refreshes;
     /// - `events_received`: live events taken from the stream.
     ///
     /// The `with_*` builders make a new stack, with counters of its own.
