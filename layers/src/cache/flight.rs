@@ -25,7 +25,7 @@ pub(crate) type FlightKey = (String, u64, Option<u64>);
 /// shared backend, a newer token), so it never joins a flight started before
 /// it.
 #[derive(Default)]
-pub(crate) struct Flights(HashMap<String, Vec<(At, Flight)>>);
+pub(crate) struct Flights(HashMap<String, Vec<(At, Flight)>, foldhash::fast::RandomState>);
 
 /// The generation and token part of a [`FlightKey`].
 type At = (u64, Option<u64>);
