@@ -39,5 +39,5 @@ pub use self::slot_store::{SlotEntry, SlotId};
 pub use self::tiered::{TieredCache, TieredCacheBuilder, DEFAULT_FRONT_TTL};
 pub use vantage_live_layers::cache::{
     split_key, Cache, CachedRows, CachedSlot, DropGuard, Generations, Namespace, NoCache, Peek,
-    Prefix, Scope, SlotKeys, SlotKind, SlotValue, Ticket,
+    Prefix, RowChange, RowDrop, Scope, SlotKeys, SlotKind, SlotValue, Ticket,
 };
