@@ -1060,6 +1060,43 @@ async fn separate_live_tables_over_one_backend_share_single_flight() {
     }
 }
 
+/// The master's first read panics; later ones answer.
+#[derive(Default)]
+struct PanicOnce {
+    panicked: std::sync::atomic::AtomicBool,
+}
+
+impl common::hooked::Hooks for PanicOnce {
+    fn read<'a, T: Send + 'a>(
+        &'a self,
+        call: common::hooked::Call<'a, T>,
+    ) -> common::hooked::Call<'a, T> {
+        if !self
+            .panicked
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            panic!("the master read blew up");
+        }
+        call
+    }
+}
+
+/// 2b. A master read that panics fails its readers, and leaves no flight
+/// behind: the next read of the slot reads the master again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicked_master_read_is_not_joined_later() {
+    let master = common::redb_master("product").await;
+    let table = common::hooked::Hooked::wrap(master.table.clone(), Arc::new(PanicOnce::default()));
+    let live = common::live(table, "products", Arc::new(vantage_live::MemCache::new()));
+    let error = live.list_values().await.expect_err("the read panicked");
+    assert!(error.to_string().contains("without an answer"), "{error}");
+    let rows = tokio::time::timeout(PATIENCE, live.list_values())
+        .await
+        .expect("the next read answers")
+        .expect("from the master");
+    assert_eq!(rows, master_rows(&master.table, None).await);
+}
+
 /// The same tests, over a stack with tower middleware between the cache and
 /// the master (see `tests/common/stacks.rs`).
 #[test]

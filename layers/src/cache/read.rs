@@ -88,6 +88,24 @@ where
     inner.oneshot(request).await.map_err(Into::into)
 }
 
+/// Takes a flight out of its namespace's map when dropped: later reads then
+/// start a new flight (and find the slot filled, if it was).
+struct LeaveFlight {
+    shared: Arc<Shared>,
+    key: FlightKey,
+}
+
+impl Drop for LeaveFlight {
+    fn drop(&mut self) {
+        self.shared
+            .namespace
+            .flights
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.key);
+    }
+}
+
 /// One cacheable read that the backend could not answer from memory.
 pub(super) struct Read {
     pub(super) shared: Arc<Shared>,
@@ -221,9 +239,20 @@ impl Read {
                     // On a task of its own, so that a waiter giving up does
                     // not cancel it for the others; in the span of the read
                     // that started it.
+                    // The entry leaves the map when the task ends, however
+                    // it ends (a panic in the inner service, a runtime
+                    // shutting down before it ran): a finished flight must
+                    // never be joined.
+                    let leave = LeaveFlight {
+                        shared: shared.clone(),
+                        key: flight_key.clone(),
+                    };
                     let task = tokio::spawn(
-                        self.fetch_and_fill(inner, flight_key.clone(), refresh)
-                            .instrument(tracing::Span::current()),
+                        async move {
+                            let _leave = leave;
+                            self.fetch_and_fill(inner, refresh).await
+                        }
+                        .instrument(tracing::Span::current()),
                     );
                     let flight: Flight = async move {
                         match task.await {
@@ -242,7 +271,7 @@ impl Read {
     }
 
     /// The master read and its fill (the flight's task).
-    async fn fetch_and_fill<S>(self, inner: S, flight_key: FlightKey, refresh: bool) -> FlightResult
+    async fn fetch_and_fill<S>(self, inner: S, refresh: bool) -> FlightResult
     where
         S: Service<Request, Response = Response> + Send + 'static,
         S::Error: Into<BoxError>,
@@ -276,13 +305,6 @@ impl Read {
                 result
             }
         };
-        // Later reads start a new flight (and find the slot filled).
-        shared
-            .namespace
-            .flights
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&flight_key);
         result
     }
 
