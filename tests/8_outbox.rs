@@ -533,11 +533,11 @@ impl common::hooked::Hooks for PanickingReplayCheck {
     }
 }
 
-/// A panic in the drain outside the write itself stops the worker; flushes
-/// and `close` return instead of waiting for ever, and the write stays
-/// pending in the file.
+/// A panic while checking a replay is a failed attempt, like a panic in the
+/// write: the write moves to the dead letters with the panic's text, and
+/// the writes behind it go on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panicking_drain_stops_without_hanging_flush_or_close() {
+async fn a_panicking_replay_check_is_a_dead_letter_not_a_dead_drain() {
     let master = common::redb_master("product").await;
     let dir = tempfile::tempdir().unwrap();
     let table = common::hooked::Hooked::wrap(
@@ -556,9 +556,52 @@ async fn a_panicking_drain_stops_without_hanging_flush_or_close() {
     let handle = live.outbox().expect("an outbox").clone();
     tokio::time::timeout(PATIENCE, handle.flush())
         .await
-        .expect("flush returns once the worker stopped");
-    assert_eq!(handle.pending_ids(), vec!["p_boom"], "still pending");
-    tokio::time::timeout(PATIENCE, handle.close())
-        .await
-        .expect("close returns");
+        .expect("the drain went on");
+    let dead = handle.dead_letters();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert!(
+        dead[0].error.contains("replay check panicked"),
+        "{}",
+        dead[0].error
+    );
+    assert!(handle.pending_ids().is_empty());
+}
+
+/// A drain whose runtime shut down before it finished counts as stopped:
+/// a verdict still pending answers `Unsettled` and `close` returns, instead
+/// of waiting for ever; the write stays in the file for the next open.
+#[test]
+fn a_drain_cut_off_by_its_runtime_stops_verdicts_and_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = tokio::runtime::Runtime::new().unwrap();
+    let (handle, seq) = first.block_on(async {
+        let master = common::redb_master("product").await;
+        let (table, switch) = Switch::wrap(master.table.clone());
+        switch.set_down(true);
+        let outbox = OutboxLayer::open(dir.path()).unwrap();
+        let live =
+            LiveTable::new(table, "products", Arc::new(MemCache::new())).with_outbox_layer(outbox);
+        live.insert_value(&"p_cut".to_string(), &product("Cut", 1))
+            .await
+            .unwrap();
+        let handle = live.outbox().expect("an outbox").clone();
+        let seq = handle.pending()[0].seq;
+        // The worker is running (and failing against the master).
+        tokio::time::timeout(PATIENCE, handle.flush_or_stall())
+            .await
+            .expect("an attempt failed");
+        (handle, seq)
+    });
+    drop(first);
+    let second = tokio::runtime::Runtime::new().unwrap();
+    second.block_on(async {
+        let verdict = tokio::time::timeout(PATIENCE, handle.verdict(seq))
+            .await
+            .expect("the verdict answers");
+        assert!(matches!(verdict, Verdict::Unsettled), "{verdict:?}");
+        tokio::time::timeout(PATIENCE, handle.close())
+            .await
+            .expect("close returns");
+    });
+    assert_eq!(handle.pending_ids(), vec!["p_cut"], "still pending");
 }

@@ -1,6 +1,7 @@
-//! The read path past the memory peek: one trip to the backend, the
-//! slot's single-flight master read (or its background refresh), and the
-//! fenced fill.
+//! The read path: what a hit, a stale hit and a miss log and count; the
+//! bypass while the namespace is unclean; and, past the memory peek, one
+//! trip to the backend, the slot's single-flight master read (or its
+//! background refresh) and the fenced fill.
 
 use std::sync::Arc;
 

@@ -234,7 +234,7 @@ impl Core {
                         state.dead.insert(write.seq, dead.clone());
                     }
                 }
-                Verdict::Forgotten => {}
+                Verdict::Forgotten | Verdict::Unsettled => {}
             }
             Self::remember(&mut state, write.seq, verdict.clone());
             self.pending_len

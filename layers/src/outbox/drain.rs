@@ -31,22 +31,32 @@ where
         let span = tracing::info_span!(parent: None, "outbox", file = %core.file().display());
         tokio::spawn(
             async move {
-                // A panic outside the guarded write (a replay's check, an
-                // invalidation) ends the worker: say so, and let flushes
-                // and `close` see it stopped instead of waiting for ever.
-                // The pending writes stay in the file for the next open.
-                let worker = AssertUnwindSafe(run(core.clone(), inner, shutdown));
+                // However the worker ends (it returns, it panics outside
+                // the guarded write, its runtime shuts down before it
+                // finishes), flushes, verdicts and `close` see it stopped
+                // instead of waiting for ever. The pending writes stay in
+                // the file for the next open.
+                let _stopped = MarkStopped(core.clone());
+                let worker = AssertUnwindSafe(run(core, inner, shutdown));
                 if let Err(payload) = worker.catch_unwind().await {
                     tracing::error!(
                         panic = %panic_text(payload.as_ref()),
                         "the outbox drain panicked and stopped; pending writes stay in the file"
                     );
-                    core.bump(|p| p.stopped = true);
                 }
             }
             .instrument(span),
         );
     })
+}
+
+/// Marks the worker stopped when dropped.
+struct MarkStopped(Arc<Core>);
+
+impl Drop for MarkStopped {
+    fn drop(&mut self) {
+        self.0.bump(|p| p.stopped = true);
+    }
 }
 
 /// What a panic said, as text.
@@ -78,7 +88,17 @@ where
                 view: verify.clone(),
                 id: id.clone(),
             };
-            match inner.clone().oneshot(read).await.map_err(Into::into) {
+            // Guarded like the write: a panic is a failed attempt.
+            let check = AssertUnwindSafe(inner.clone().oneshot(read)).catch_unwind();
+            let answer = match check.await {
+                Ok(answer) => answer.map_err(Into::into),
+                Err(payload) => Err(format!(
+                    "the replay check panicked: {}",
+                    panic_text(payload.as_ref())
+                )
+                .into()),
+            };
+            match answer {
                 Ok(Response::Row(Some(row))) if holds(&row, record) => {
                     let answer = write.op.shape_answer(Response::Record((*row).clone()));
                     return Attempt::Applied(answer, true);
@@ -245,5 +265,4 @@ where
         }
     }
     tracing::info!(pending = core.stats().pending, "outbox drain stopped");
-    core.bump(|p| p.stopped = true);
 }

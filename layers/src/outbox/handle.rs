@@ -100,19 +100,26 @@ impl OutboxHandle {
 
     async fn clear(&self, seq: Option<u64>) -> Result<usize, BoxError> {
         let store = self.core.store()?;
-        let removed = tokio::task::spawn_blocking(move || store.clear_dead(seq))
-            .await
-            .map_err(|e| Box::new(OutboxStoreFailed::new(self.file(), e)) as BoxError)?
-            .map_err(|e| Box::new(OutboxStoreFailed::new(self.file(), e)) as BoxError)?;
-        // Exactly what left the file: a rejection stored after the clear
-        // stays; one stored before it but not yet in memory is kept out.
-        let mut state = lock(&self.core.state);
-        for seq in &removed {
-            if state.dead.remove(seq).is_none() {
-                state.cleared.insert(*seq);
+        let core = self.core.clone();
+        // The file and the memory in one blocking task: it runs to the end
+        // even if the caller gives up, so they never disagree.
+        let removed = tokio::task::spawn_blocking(move || {
+            let removed = store.clear_dead(seq)?;
+            // Exactly what left the file: a rejection stored after the
+            // clear stays; one stored before it but not yet in memory is
+            // kept out.
+            let mut state = lock(&core.state);
+            for seq in &removed {
+                if state.dead.remove(seq).is_none() {
+                    state.cleared.insert(*seq);
+                }
             }
-        }
-        Ok(removed.len())
+            Ok::<_, String>(removed.len())
+        })
+        .await
+        .map_err(|e| Box::new(OutboxStoreFailed::new(self.file(), e)) as BoxError)?
+        .map_err(|e| Box::new(OutboxStoreFailed::new(self.file(), e)) as BoxError)?;
+        Ok(removed)
     }
 
     /// Drop every dead letter (durably); answers how many there were.
@@ -139,12 +146,18 @@ impl OutboxHandle {
     /// Wait for write `seq`'s verdict ([`Verdict::Forgotten`] for a write
     /// settled before this process, or longer ago than the last
     /// [`RECENT_VERDICTS`](super::RECENT_VERDICTS); an unknown `seq` answers `Forgotten` too).
+    ///
+    /// If the drain stops with the write still pending (the outbox was
+    /// closed, or its worker ended), this answers [`Verdict::Unsettled`]
+    /// instead of waiting for ever.
     pub async fn verdict(&self, seq: u64) -> Verdict {
         let mut progress = self.core.progress.subscribe();
         loop {
+            let stopped = progress.borrow_and_update().stopped;
             match self.core.status(seq) {
                 WriteStatus::Settled(verdict) => return verdict,
                 WriteStatus::Unknown => return Verdict::Forgotten,
+                WriteStatus::Pending { .. } if stopped => return Verdict::Unsettled,
                 WriteStatus::Pending { .. } => {}
             }
             if progress.changed().await.is_err() {

@@ -24,6 +24,10 @@ pub enum Verdict {
     /// to be remembered: it was applied, or rejected and since cleared from
     /// the dead letters.
     Forgotten,
+    /// The drain stopped (the outbox was closed, or its worker ended
+    /// without finishing) with the write still pending: it stays in the
+    /// file, and the next process that opens the outbox applies it.
+    Unsettled,
 }
 
 /// Where a write stands.
