@@ -96,8 +96,10 @@
 //! before it, and every kept slot is checked like any other read (the
 //! faulty cache fails row-level drops at random too). Both masters list in
 //! id order, which no patch changes: the order row invalidation assumes.
-//! The soak runs it over the Redis kinds too, where it falls back to
-//! whole drops.
+//! It runs once more with the outbox of `model_check`'s second round over
+//! its flaky master, so the drain's writes and replays drop rows under the
+//! overlay. The soak runs both over the Redis kinds too, where they fall
+//! back to whole drops.
 //!
 //! # Seeds
 //!
@@ -724,6 +726,9 @@ enum Extra {
     /// `with_row_invalidation()`: writes and events that name a row drop
     /// only the slots it can change.
     Rows,
+    /// `Outbox` and `Rows` together: the drain's writes and replays drop
+    /// rows, under the overlay.
+    OutboxRows,
 }
 
 /// The master's page size in the `MasterPages` runs.
@@ -785,6 +790,7 @@ fn replay_hint(seed: u64, master: &str, cache: CacheKind, extra: Extra) -> Strin
         Extra::Fresh => ", with max age and stale-while-revalidate",
         Extra::MasterPages => ", with master pages of 4",
         Extra::Rows => ", with row invalidation",
+        Extra::OutboxRows => ", with an outbox and row invalidation",
         Extra::Plain => "",
     };
     format!(
@@ -801,7 +807,7 @@ async fn run(
     extra: Extra,
 ) -> Figures {
     let _guard = SeedGuard::new(replay_hint(seed, master.kind, cache_kind, extra));
-    let outbox = extra == Extra::Outbox;
+    let outbox = matches!(extra, Extra::Outbox | Extra::OutboxRows);
     let fresh = extra == Extra::Fresh;
     let built = cache_kind.build(seed);
     let faulty = built.faulty.clone();
@@ -836,7 +842,7 @@ async fn run(
         };
         let table = match extra {
             Extra::MasterPages => table.with_master_ipp(MASTER_IPP),
-            Extra::Rows => table.with_row_invalidation(),
+            Extra::Rows | Extra::OutboxRows => table.with_row_invalidation(),
             _ => table,
         };
         match &layer {
@@ -1290,10 +1296,12 @@ async fn model_check_with_master_pages() {
 
 /// Every master over `MemCache`, `RedbCache` and the faulty cache (whose
 /// row-level drops fail at random too), with row-level invalidation: writes
-/// and events that name a row keep the slots it cannot change.
+/// and events that name a row keep the slots it cannot change; then again
+/// with an outbox over a flaky master (replays drop rows too).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn model_check_with_row_invalidation() {
     model_check_extra(Extra::Rows).await;
+    model_check_extra(Extra::OutboxRows).await;
 }
 
 async fn model_check_extra(extra: Extra) {
@@ -1345,6 +1353,7 @@ async fn soak() {
                     Extra::Fresh,
                     Extra::MasterPages,
                     Extra::Rows,
+                    Extra::OutboxRows,
                 ] {
                     total += run(master, cache, seed, SOAK_SIZE, extra).await;
                     runs += 1;
