@@ -328,9 +328,7 @@ impl Cache for MemCache {
     /// row index cannot tell.
     async fn invalidate_rows(&self, namespace: &Arc<Namespace>, change: &RowChange) -> Result<()> {
         let Some(drop) = namespace.start_row_drop(change) else {
-            return self
-                .invalidate_prefix(&format!("{}/", namespace.name()))
-                .await;
+            return self.invalidate_prefix(&namespace.whole_prefix()).await;
         };
         for slot in drop.slots() {
             self.inner.store.remove(namespace, slot);

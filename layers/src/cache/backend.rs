@@ -187,8 +187,7 @@ pub trait Cache: Send + Sync {
     /// asked).
     async fn invalidate_rows(&self, namespace: &Arc<Namespace>, change: &RowChange) -> Result<()> {
         let _ = change;
-        self.invalidate_prefix(&format!("{}/", namespace.name()))
-            .await
+        self.invalidate_prefix(&namespace.whole_prefix()).await
     }
 
     /// Whether [`invalidate_rows`](Cache::invalidate_rows) can drop less

@@ -338,6 +338,12 @@ impl Namespace {
         &self.name
     }
 
+    /// The raw prefix that covers this whole namespace, `<namespace>/` (see
+    /// [`Cache::invalidate_prefix`](super::Cache::invalidate_prefix)).
+    pub fn whole_prefix(&self) -> String {
+        format!("{}/", self.name)
+    }
+
     /// The current generation.
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::SeqCst)

@@ -95,10 +95,9 @@ impl RowChange {
 }
 
 /// How many entries (slots, and (row, slot) pairs) one namespace's index
-/// holds at most. Past it
-/// the index gives up (the next row-level change drops the whole namespace,
-/// which starts the index afresh), so its memory stays bounded even when the
-/// backend evicts slots the index still lists.
+/// holds at most. Past it the index gives up (the next row-level change
+/// drops the whole namespace, which starts the index afresh), so its memory
+/// stays bounded even when the backend evicts slots the index still lists.
 pub(crate) const MAX_INDEXED_PAIRS: usize = 200_000;
 
 /// What a slot is, as its key says (see [`SlotKeys`](super::SlotKeys)).

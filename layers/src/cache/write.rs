@@ -25,7 +25,13 @@ where
     // guard poisons the namespace so reads bypass it until an invalidation
     // succeeds.
     let guard = Unsettled(&shared);
-    let span = InProgress::new(&shared.namespace);
+    // Overlaps matter only where row-level drops can happen: a backend
+    // that drops rows (every write on it counts, whichever layer it comes
+    // through).
+    let span = shared
+        .fenced
+        .drops_rows()
+        .then(|| InProgress::new(&shared.namespace));
     // What the write will have changed, noted before it moves (without its
     // record): only with row-level invalidation on.
     let planned = match &request {
@@ -49,7 +55,10 @@ where
     // still to come, and slots this one keeps may hold what it changed.
     let change = planned
         .and_then(|planned| planned.after(&response))
-        .filter(|_| shared.namespace.write_alone(&span.span));
+        .filter(|_| {
+            span.as_ref()
+                .is_some_and(|span| shared.namespace.write_alone(&span.span))
+        });
     let outcome = shared.invalidate_change(change.as_ref()).await;
     drop(span);
     if let Err(error) = outcome {

@@ -301,20 +301,17 @@ impl Cache for RedbCache {
     /// left included, until the first whole drop).
     async fn invalidate_rows(&self, namespace: &Arc<Namespace>, change: &RowChange) -> Result<()> {
         let Some(drop) = namespace.start_row_drop(change) else {
-            return self
-                .invalidate_prefix(&format!("{}/", namespace.name()))
-                .await;
+            return self.invalidate_prefix(&namespace.whole_prefix()).await;
         };
-        let slots: Vec<Arc<str>> = drop.slots().to_vec();
-        let name = namespace.name().to_owned();
+        let slots: Arc<[Arc<str>]> = drop.slots().into();
         let on_disk = !self
             .inner
             .disk
-            .holding(&Prefix::parse(&format!("{name}/")))
+            .holding(&Prefix::parse(&namespace.whole_prefix()))
             .is_empty();
         let outcome = if on_disk && !slots.is_empty() {
-            let slots = slots.clone();
-            self.blocking(move |disk| disk.drop_slots(&name, Doomed::Slots(&slots)))
+            let (name, doomed) = (namespace.name().to_owned(), slots.clone());
+            self.blocking(move |disk| disk.drop_slots(&name, Doomed::Slots(&doomed)))
                 .await
         } else {
             Ok(())
@@ -325,7 +322,7 @@ impl Cache for RedbCache {
         // removal below takes it out) or is refused by the move.
         drop.finish(&outcome);
         for front in self.inner.fronts() {
-            for slot in &slots {
+            for slot in slots.iter() {
                 front.remove(namespace, slot);
             }
         }
